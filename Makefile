@@ -1,0 +1,40 @@
+# Every target installs what it needs into .venv by itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export HOST PORT
+
+.PHONY: install run test test-fast lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## serve the API on http://$(HOST):$(PORT) (SQLite under ./var by default)
+	$(BIN)/smartscheduler serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)  ## the whole suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## skip the slow tests
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check domain application projections web smartscheduler tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format domain application projections web smartscheduler tests bench
+
+bench: $(STAMP)  ## print throughput figures against same-run baselines
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

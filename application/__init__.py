@@ -1,0 +1,1 @@
+"""The command side: the Dispatch application and its persistence wiring."""

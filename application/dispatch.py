@@ -1,0 +1,203 @@
+"""The Dispatch application: the commands and the write-side queries of jobs."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Transcoding
+
+from application.errors import (
+    ConcurrencyConflict,
+    JobNotFound,
+    PreconditionFailed,
+    VersionNotFound,
+)
+from domain.catalog import event_data, event_type, format_time
+from domain.job import Actor, Assignment, Job, ReasonCode, Request
+
+IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smartscheduler:idempotency")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command returns: the job, and where its last event sits in the log."""
+
+    job: Job
+    position: int | None
+    replayed: bool = False
+
+
+class AssignmentAsDict(Transcoding):
+    type = Assignment
+    name = "smartscheduler.Assignment"
+
+    def encode(self, obj: Assignment) -> dict[str, Any]:
+        return dict(vars(obj))
+
+    def decode(self, data: dict[str, Any]) -> Assignment:
+        return Assignment(**data)
+
+
+class Dispatch(Application[UUID]):
+    """Create, assign, start, complete and cancel jobs; read one job and its history."""
+
+    name = "Dispatch"
+    snapshotting_intervals = {Job: 50}
+    max_attempts = 20
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(AssignmentAsDict())
+
+    # Commands --------------------------------------------------------------
+
+    def create_job(self, request: Request, **fields: Any) -> Outcome:
+        """Create a job; a retried create with the same idempotency key returns it."""
+        request.actor.require_staff()
+        job_id = None
+        if request.idempotency_key:
+            job_id = uuid5(IDEMPOTENCY_NAMESPACE, f"create:{request.idempotency_key}")
+            replay = self._replay_of_create(job_id, request)
+            if replay:
+                return replay
+        job = Job.create(request=request, id=job_id, **fields)
+        try:
+            recordings = self.save(job)
+        except RecordConflictError:
+            replay = self._replay_of_create(job.id, request)
+            if replay:
+                return replay
+            raise ConcurrencyConflict("The job was created concurrently.") from None
+        return Outcome(job, recordings[-1].notification.id)
+
+    def assign(self, request: Request, job_id: UUID, *, contractor_id: UUID,
+               start_utc: datetime, end_utc: datetime,
+               expected_version: int | None = None) -> Outcome:
+        """Add a Pending assignment of a contractor to the job."""
+        request.actor.require_staff()
+        assignment_id = None
+        if request.idempotency_key:
+            assignment_id = uuid5(job_id, f"assign:{request.idempotency_key}")
+        return self._execute(job_id, request, expected_version, lambda job: job.assign(
+            request=request, contractor_id=contractor_id, start_utc=start_utc,
+            end_utc=end_utc, assignment_id=assignment_id))
+
+    def confirm_assignment(self, request: Request, job_id: UUID, assignment_id: UUID,
+                           expected_version: int | None = None) -> Outcome:
+        """Confirm a Pending assignment (its contractor, a Dispatcher or an Admin)."""
+        return self._execute(job_id, request, expected_version,
+                             lambda job: job.confirm_assignment(
+                                 request=request, assignment_id=assignment_id))
+
+    def cancel_assignment(self, request: Request, job_id: UUID, assignment_id: UUID,
+                          reason: str | None = None,
+                          expected_version: int | None = None) -> Outcome:
+        """Cancel one Pending or Confirmed assignment (unassign)."""
+        request.actor.require_staff()
+        return self._execute(job_id, request, expected_version,
+                             lambda job: job.cancel_assignment(
+                                 request=request, assignment_id=assignment_id,
+                                 reason=reason))
+
+    def start_job(self, request: Request, job_id: UUID,
+                  expected_version: int | None = None) -> Outcome:
+        """Start an Assigned job: its Pending and Confirmed assignments go InProgress."""
+        request.actor.require_staff()
+        return self._execute(job_id, request, expected_version,
+                             lambda job: job.start(request=request))
+
+    def complete_job(self, request: Request, job_id: UUID,
+                     expected_version: int | None = None) -> Outcome:
+        """Complete an InProgress job and its InProgress assignments."""
+        request.actor.require_staff()
+        return self._execute(job_id, request, expected_version,
+                             lambda job: job.complete(request=request))
+
+    def cancel_job(self, request: Request, job_id: UUID, *, reason: str | None = None,
+                   reason_code: str = ReasonCode.OTHER,
+                   expected_version: int | None = None) -> Outcome:
+        """Cancel the job and every live assignment in one atomic append."""
+        request.actor.require_staff()
+        return self._execute(job_id, request, expected_version, lambda job: job.cancel(
+            request=request, reason=reason, reason_code=reason_code))
+
+    # Queries ---------------------------------------------------------------
+
+    def get_job(self, job_id: UUID, actor: Actor | None = None,
+                version: int | None = None) -> Job:
+        """The job as it is now, or as it was at `version`."""
+        job = self._load(job_id)
+        if actor is not None and not job.is_visible_to(actor):
+            raise JobNotFound(job_id)
+        if version is None or version == job.version:
+            return job
+        if not 1 <= version < job.version:
+            raise VersionNotFound(job_id, version, job.version)
+        return self.repository.get(job_id, version=version)
+
+    def history(self, job_id: UUID, actor: Actor | None = None) -> list[dict[str, Any]]:
+        """Every stored event of the job, oldest first, as audit records."""
+        if actor is not None:
+            actor.require_staff()
+        records = [audit_record(event) for event in self.events.get(job_id)]
+        if not records:
+            raise JobNotFound(job_id)
+        return records
+
+    def head_position(self) -> int:
+        """The position of the newest event in the log (0 when the log is empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    # Internals -------------------------------------------------------------
+
+    def _load(self, job_id: UUID) -> Job:
+        try:
+            return self.repository.get(job_id)
+        except AggregateNotFoundError:
+            raise JobNotFound(job_id) from None
+
+    def _replay_of_create(self, job_id: UUID, request: Request) -> Outcome | None:
+        try:
+            job = self._load(job_id)
+        except JobNotFound:
+            return None
+        return Outcome(job, None, replayed=True) if job.replays(request) else None
+
+    def _execute(self, job_id: UUID, request: Request, expected_version: int | None,
+                 command: Callable[[Job], Any]) -> Outcome:
+        """Load, check, act, save; on a conflicting save, reload and run again."""
+        for attempt in range(self.max_attempts):
+            job = self._load(job_id)
+            if not job.is_visible_to(request.actor):
+                raise JobNotFound(job_id)
+            if job.replays(request):
+                return Outcome(job, None, replayed=True)
+            if expected_version is not None and job.version != expected_version:
+                raise PreconditionFailed(job_id, expected_version, job.version)
+            command(job)
+            try:
+                recordings = self.save(job)
+            except RecordConflictError:
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
+                continue
+            return Outcome(job, recordings[-1].notification.id if recordings else None)
+        raise ConcurrencyConflict(f"Job {job_id} kept changing; try again.")
+
+
+def audit_record(event: Any) -> dict[str, Any]:
+    request = event.request
+    return {
+        "version": event.originator_version,
+        "type": event_type(event),
+        "occurredAt": format_time(event.timestamp),
+        "actor": request.get("actor"),
+        "requestId": request.get("requestId"),
+        "data": event_data(event),
+    }

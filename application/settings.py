@@ -1,0 +1,71 @@
+"""Settings read from SMARTSCHEDULER_* environment variables, in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite:///var/smartscheduler.db"
+DEVELOPMENT_SECRET = "smartscheduler-development-secret-do-not-use-in-production"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    environment: str = "development"
+    embedded_projections: bool = True
+    read_your_writes_timeout: float = 5.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return not self.jwt_secret and not self.jwks_url
+
+    @property
+    def signing_secret(self) -> str:
+        return self.jwt_secret or DEVELOPMENT_SECRET
+
+    def problems(self) -> list[str]:
+        """What stops this configuration from running in production."""
+        found = []
+        if self.uses_development_secret:
+            found.append("set SMARTSCHEDULER_JWT_SECRET or SMARTSCHEDULER_JWKS_URL")
+        elif self.jwt_secret and len(self.jwt_secret) < 32:
+            found.append("SMARTSCHEDULER_JWT_SECRET must be at least 32 characters")
+        return found
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(f"SMARTSCHEDULER_{name}", "").strip()
+            return value or None
+
+        embedded = (get("EMBEDDED_PROJECTIONS") or "true").lower() not in (
+            "0", "false", "no", "off")
+        return cls(
+            database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            redis_url=get("REDIS_URL"),
+            jwt_secret=get("JWT_SECRET"),
+            jwks_url=get("JWKS_URL"),
+            jwt_issuer=get("JWT_ISSUER"),
+            jwt_audience=get("JWT_AUDIENCE"),
+            environment=(get("ENV") or "development").lower(),
+            embedded_projections=embedded,
+            read_your_writes_timeout=float(get("READ_YOUR_WRITES_TIMEOUT") or 5.0),
+        )

@@ -1,0 +1,1 @@
+"""The dispatch domain: the Job aggregate, its events, values and errors."""

@@ -1,0 +1,101 @@
+"""The event catalog: stable type names and the JSON data of every Job event.
+
+The audit trail and the published envelope both describe an event with
+`event_type` and `event_data`, so what integrations receive is what auditors
+read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from domain.job import Job
+
+EVENT_TYPES: dict[type[Any], str] = {
+    Job.Created: "JobCreated",
+    Job.AssignmentCreated: "AssignmentCreated",
+    Job.AssignmentConfirmed: "AssignmentConfirmed",
+    Job.AssignmentCancelled: "AssignmentCancelled",
+    Job.Started: "JobStarted",
+    Job.Completed: "JobCompleted",
+    Job.Cancelled: "JobCancelled",
+}
+
+_ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "request",
+                    "originator_topic"}
+
+
+def format_time(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z suffix, always with microseconds (sortable)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def event_type(event: Any) -> str:
+    return EVENT_TYPES[type(event)]
+
+
+def event_data(event: Any) -> dict[str, Any]:
+    """The event's own data in camelCase JSON, with jobId and version."""
+    data: dict[str, Any] = {"jobId": str(event.originator_id),
+                            "version": event.originator_version}
+    for name, value in vars(event).items():
+        if name not in _ENVELOPE_FIELDS:
+            data[camel(name)] = to_json(value)
+    if isinstance(event, Job.Cancelled):
+        data["cancelledAt"] = format_time(event.timestamp)
+    return data
+
+
+def contractors_of(event: Any) -> set[str]:
+    """The contractors an event is about (for routing to their channels)."""
+    if hasattr(event, "contractor_id"):
+        return {str(event.contractor_id)}
+    refs = getattr(event, "assignments", None) or getattr(
+        event, "cancelled_assignments", None) or []
+    return {ref["contractorId"] for ref in refs}
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    """The Job resource of the HTTP contract, built from the aggregate."""
+    return {
+        "id": str(job.id),
+        "version": job.version,
+        "type": job.type,
+        "description": job.description,
+        "durationMinutes": job.duration_minutes,
+        "priority": job.priority,
+        "region": job.region,
+        "requiredSkills": list(job.required_skills),
+        "location": job.location,
+        "serviceWindow": {"start": format_time(job.window_start),
+                          "end": format_time(job.window_end)},
+        "status": str(job.status),
+        "assignments": [
+            {"id": str(a.id), "contractorId": str(a.contractor_id),
+             "startUtc": format_time(a.start_utc), "endUtc": format_time(a.end_utc),
+             "status": str(a.status)}
+            for a in job.assignments
+        ],
+        "cancellation": to_json(job.cancellation),
+        "createdAt": format_time(job.created_at),
+        "updatedAt": format_time(job.updated_at),
+    }

@@ -1,0 +1,1 @@
+"""The read side: the job and assignment read models, their runner and rebuild."""

@@ -1,0 +1,1 @@
+"""SmartScheduler: the composition root of the workers and the command line."""

@@ -1,0 +1,3 @@
+from smartscheduler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The `smartscheduler` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from application.errors import JobNotFound
+from application.settings import Settings
+from smartscheduler.bootstrap import build_services
+
+log = logging.getLogger("smartscheduler")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    return int(args.handler(args, Settings.from_env()) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartscheduler",
+        description="Field-service dispatch: serve the API, run and rebuild the read "
+                    "models, read a job's audit trail, mint development tokens.")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="serve the HTTP API under gunicorn")
+    serve.add_argument("--host", default=None, help="default: $HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes (default 1 on SQLite, 2 x cores otherwise)")
+    serve.add_argument("--threads", type=int, default=None,
+                       help="threads per worker (default 32)")
+    serve.set_defaults(handler=_serve)
+
+    projections = commands.add_parser("projections", help="the read models")
+    sub = projections.add_subparsers(title="actions")
+    rebuild = sub.add_parser("rebuild", help="drop the read models and replay the log")
+    rebuild.add_argument("--batch-size", type=int, default=1000)
+    rebuild.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rebuild.set_defaults(handler=_rebuild)
+    run = sub.add_parser("run", help="follow the log and keep the read models current")
+    run.set_defaults(handler=_run)
+    status = sub.add_parser("status", help="the read models' position against the log")
+    status.set_defaults(handler=_status)
+
+    history = commands.add_parser("history", help="print a job's audit trail")
+    history.add_argument("job_id", metavar="JOB_ID")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=_history)
+
+    token = commands.add_parser("token", help="print a signed token for local use")
+    token.add_argument("--role", action="append", required=True,
+                       choices=["Admin", "Dispatcher", "Contractor"])
+    token.add_argument("--sub", default=None, help="subject (default: a fixed id per role)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(handler=_token)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from web.serve import serve
+
+    return serve(settings, host=args.host, port=args.port, workers=args.workers,
+                 threads=args.threads)
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from projections.runner import rebuild
+
+    services = build_services(settings, run_projections=False)
+    try:
+        with tqdm(total=services.app.head_position(), unit="event", unit_scale=True,
+                  disable=args.no_progress, desc="rebuild") as bar:
+            def progress(done: int, head: int) -> None:
+                bar.total = head
+                bar.update(done - bar.n)
+
+            result = rebuild(services.app, services.views, batch_size=args.batch_size,
+                             progress=progress)
+        print(f"Rebuilt the read models from {result.events:,} events in "
+              f"{result.seconds:.2f}s ({result.rate:,.0f} events/s); "
+              f"{services.views.count_jobs():,} jobs.")
+    finally:
+        services.close()
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    services = build_services(settings, run_projections=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("Received %s; stopping after the current batch.",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("Following the log from position %s.", services.views.position())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        services.close()
+    log.info("Stopped at position %s.", services.views.position())
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    services = build_services(settings, run_projections=False)
+    try:
+        head, position = services.app.head_position(), services.views.position()
+        print(f"read models: position {position:,} of {head:,} (lag {head - position:,})")
+    finally:
+        services.close()
+    return 0
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        job_id = UUID(args.job_id)
+    except ValueError:
+        print(f"error: {args.job_id!r} is not a job id (a UUID)", file=sys.stderr)
+        return 2
+    services = build_services(settings, run_projections=False)
+    try:
+        records = services.app.history(job_id)
+    except JobNotFound:
+        print(f"error: no job {job_id}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps({"jobId": str(job_id), "events": records}, indent=2))
+        return 0
+    for record in records:
+        actor = record["actor"] or {}
+        print(f"v{record['version']:<4} {record['occurredAt']}  {record['type']:<20} "
+              f"by {actor.get('sub')} {actor.get('roles')}  request {record['requestId']}")
+        print(f"      {json.dumps(record['data'], sort_keys=True)}")
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from web.auth import mint_token
+
+    if settings.uses_development_secret:
+        print("warning: SMARTSCHEDULER_JWT_SECRET is not set; signing with the "
+              "development secret.", file=sys.stderr)
+    print(mint_token(settings, roles=args.role, sub=args.sub, ttl=args.ttl))
+    return 0
