@@ -114,3 +114,21 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
     raise ValueError(
         f"Unsupported database URL {database_url!r}: use sqlite:///path/to/file.db "
         "or postgresql://user:pass@host:port/db")
+
+
+def prepare_database(database_url: str) -> None:
+    """Create the PostgreSQL schema named in the URL (`?schema=`) if it is missing."""
+    env = eventsourcing_env(database_url)
+    schema = env.get("POSTGRES_SCHEMA")
+    if not schema:
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None, autocommit=True,
+    ) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+            sql.Identifier(schema)))

@@ -162,7 +162,8 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
     placeholder = "%s"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        super().__init__(datastore, tracking_table_name="dispatch_views_tracking", **kwargs)
+        kwargs.setdefault("tracking_table_name", "dispatch_views_tracking")
+        super().__init__(datastore, **kwargs)
         self._init_views()
         from psycopg.sql import SQL
         self.sql_create_statements.extend(SQL(s) for s in [*jobs.CREATE,

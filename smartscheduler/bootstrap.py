@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from application.dispatch import Dispatch
-from application.persistence import eventsourcing_env
+from application.persistence import eventsourcing_env, prepare_database
 from application.settings import Settings
 from projections.runner import ViewsRunner
 from projections.views import DispatchViews, views_for
 
 
 def build_dispatch(settings: Settings) -> Dispatch:
+    prepare_database(settings.database_url)
     return Dispatch(env=eventsourcing_env(settings.database_url))
 
 

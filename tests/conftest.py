@@ -1,0 +1,92 @@
+"""Shared fixtures: every scenario runs against each storage backend.
+
+`database_url` is parametrized over the backends: an SQLite file in the test's
+own directory, and a fresh schema in the PostgreSQL server named by
+SMARTSCHEDULER_TEST_POSTGRES_URL. A missing server skips with the reason,
+unless SMARTSCHEDULER_REQUIRE_SERVICES=1 (as in CI), which makes it a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from application.settings import Settings
+from smartscheduler.bootstrap import Services, build_services
+
+POSTGRES_URL = os.environ.get("SMARTSCHEDULER_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SMARTSCHEDULER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("SMARTSCHEDULER_REQUIRE_SERVICES", "") not in ("", "0")
+
+settings.register_profile("default", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=250, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def service_missing(what: str, reason: str) -> None:
+    """Skip (locally) or fail (in CI) when a server the test needs is not there."""
+    message = f"{what} is not reachable ({reason})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; SMARTSCHEDULER_REQUIRE_SERVICES is set")
+    pytest.skip(message)
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    try:
+        import psycopg
+
+        connection = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except Exception as error:  # any failure to connect means: no server here
+        service_missing(f"PostgreSQL at {POSTGRES_URL}", str(error).strip())
+        return
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}schema={schema}"
+    finally:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        connection.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'smartscheduler.db'}"
+    else:
+        yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A fresh SQLite file, for tests about the embedded mode only."""
+    return f"sqlite:///{tmp_path / 'smartscheduler.db'}"
+
+
+@pytest.fixture
+def test_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, jwt_secret="test-secret-" + "x" * 32)
+
+
+@pytest.fixture
+def services(test_settings: Settings) -> Iterator[Services]:
+    """The Dispatch application with its read models kept current in-process."""
+    built = build_services(test_settings, run_projections=True)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture
+def app(services: Services):
+    return services.app
