@@ -1,0 +1,114 @@
+"""The composition root of the HTTP service: `create_app`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, request
+
+from application.settings import Settings
+from smartscheduler.bootstrap import build_services
+from web import health, problems
+from web.auth import TokenVerifier
+from web.docs import ProblemApi, add_offline_docs
+from web.http import request_id
+from web.problems import Problem
+
+log = logging.getLogger(__name__)
+
+API_INFO = {
+    "description": (
+        "Field-service dispatch: create jobs, assign contractors, follow the lifecycle, "
+        "and cancel. Every change is an event; every job's history can be replayed.\n\n"
+        "Authenticate with `Authorization: Bearer <JWT>` (get one locally with "
+        "`smartscheduler token --role Dispatcher`). Errors are RFC 9457 problem details "
+        "with a stable `code`."
+    ),
+}
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app, the Dispatch application and its read models.
+
+    `config` is a Settings, a mapping of Settings fields overriding the
+    environment, or None for the environment alone. Nothing is built at import.
+    """
+    settings = _settings(config)
+    if settings.is_production and settings.problems():
+        raise RuntimeError("Refusing to start in production: "
+                           + "; ".join(settings.problems()))
+    if settings.uses_development_secret:
+        log.warning("SMARTSCHEDULER_JWT_SECRET is not set: tokens are signed with a "
+                    "public development secret. Never do this in production.")
+
+    app = Flask("smartscheduler")
+    app.config.update(
+        API_TITLE="SmartScheduler",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        OPENAPI_SWAGGER_UI_CONFIG={"persistAuthorization": True},
+        API_SPEC_OPTIONS={"info": API_INFO, "security": [{"bearerAuth": []}]},
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    services = build_services(settings)
+    app.extensions["smartscheduler"] = services
+    verifier = TokenVerifier(settings)
+
+    @app.before_request
+    def _identify() -> None:
+        g.request_id = request_id()
+        if request.path.startswith("/api/"):
+            g.actor = verifier.actor(request.headers.get("Authorization"))
+            _check_json_body()
+
+    @app.after_request
+    def _stamp(response: Any) -> Any:
+        response.headers["X-Request-Id"] = getattr(g, "request_id", None) or request_id()
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    api = ProblemApi(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    from web.assignments.resources import blp as assignments
+    from web.jobs.resources import blp as jobs
+
+    api.register_blueprint(jobs)
+    api.register_blueprint(assignments)
+    app.register_blueprint(health.blp)
+    add_offline_docs(app)
+    problems.register(app)
+    return app
+
+
+def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(config, Settings):
+        return config
+    settings = Settings.from_env()
+    return settings.with_(**config) if config else settings
+
+
+def _check_json_body() -> None:
+    """A body that is not JSON is a 400 invalid_json, whatever its Content-Type."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return
+    try:
+        json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "invalid_json", "Invalid JSON",
+                      "The request body is not valid JSON.") from None
+    if not request.is_json:
+        raise Problem(415, "unsupported_media_type", "Unsupported media type",
+                      "Send the body as application/json.")

@@ -1,0 +1,1 @@
+"""The assignments resource family: /api/assignments."""

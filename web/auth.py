@@ -1,0 +1,95 @@
+"""Bearer tokens: verified with PyJWT (HS256 secret, or RS256/ES256 from a JWKS)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import jwt
+
+from application.settings import Settings
+from domain.job import Actor, Role
+from web.problems import Problem
+
+HS_ALGORITHMS = ["HS256"]
+JWKS_ALGORITHMS = ["RS256", "ES256"]
+DEFAULT_SUBS = {
+    Role.ADMIN: "admin",
+    Role.DISPATCHER: "dispatcher",
+    # A contractor's sub is their contractor id, so it must be a UUID.
+    Role.CONTRACTOR: "00000000-0000-4000-8000-000000000001",
+}
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", "Unauthorized", detail,
+                   headers={"WWW-Authenticate": 'Bearer realm="smartscheduler"'})
+
+
+class TokenVerifier:
+    """Turns an Authorization header into an Actor, or raises a 401 problem."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._jwks = (jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
+                      if settings.jwks_url else None)
+
+    def actor(self, authorization: str | None) -> Actor:
+        if not authorization:
+            raise unauthorized("An Authorization: Bearer token is required.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("The Authorization header must be 'Bearer <token>'.")
+        claims = self._claims(token.strip())
+        roles = claims.get("roles", claims.get("cognito:groups", []))
+        if isinstance(roles, str):
+            roles = [roles]
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise unauthorized("The token's roles claim must be a list of strings.")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise unauthorized("The token has no subject (sub).")
+        return Actor(sub=sub, roles=tuple(roles))
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        options: dict[str, Any] = {"require": ["exp", "sub"]}
+        issuer, audience = self.settings.jwt_issuer, self.settings.jwt_audience
+        if issuer:
+            options["require"].append("iss")
+        try:
+            if self._jwks is not None:
+                key: Any = self._jwks.get_signing_key_from_jwt(token).key
+                algorithms = JWKS_ALGORITHMS
+            else:
+                key, algorithms = self.settings.signing_secret, HS_ALGORITHMS
+            return jwt.decode(
+                token, key, algorithms=algorithms, issuer=issuer,
+                audience=audience, options={**options, "verify_aud": bool(audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("The token has expired.") from None
+        except jwt.PyJWKClientError as error:
+            raise unauthorized(f"The token's signing key is unknown: {error}") from None
+        except jwt.InvalidTokenError as error:
+            raise unauthorized(f"The token is not valid: {error}") from None
+
+
+def mint_token(settings: Settings, *, roles: Iterable[str], sub: str | None = None,
+               ttl: int = 3600) -> str:
+    """A token signed with the configured HS256 secret (for local use and scripts)."""
+    roles = list(dict.fromkeys(roles))
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub or DEFAULT_SUBS[Role(roles[0])],
+        "roles": roles,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, settings.signing_secret, algorithm="HS256")

@@ -1,0 +1,110 @@
+"""What the views need from the HTTP request: who asks, and on what terms."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from typing import Any
+from uuid import UUID
+
+from flask import current_app, g, request
+
+from application.dispatch import Dispatch, Outcome
+from application.errors import JobNotFound
+from domain.job import Actor, Request
+from projections.views import DispatchViews
+from web.problems import Problem
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+ETAG_VALUE = re.compile(r'^"(\d+)"$')
+
+
+def dispatch() -> Dispatch:
+    return current_app.extensions["smartscheduler"].app
+
+
+def views() -> DispatchViews:
+    return current_app.extensions["smartscheduler"].views
+
+
+def actor() -> Actor:
+    return g.actor
+
+
+def request_id() -> str:
+    """The caller's X-Request-Id when it is sane, else a fresh one."""
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID.match(given) else str(uuid.uuid4())
+
+
+def command_request(body: Any = None) -> Request:
+    """The Request a command records: actor, request id, idempotency key, fingerprint."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise Problem(422, "validation_failed", "Validation failed",
+                      "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+                      errors={"Idempotency-Key": ["1 to 255 visible ASCII characters."]})
+    fingerprint = None
+    if key is not None:
+        canonical = json.dumps([request.method, request.path, _raw_body()],
+                               sort_keys=True, separators=(",", ":"))
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+    return Request(actor(), request_id=g.request_id, idempotency_key=key,
+                   fingerprint=fingerprint)
+
+
+def expected_version() -> int | None:
+    """The version named by If-Match; None when absent or '*'."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    match = ETAG_VALUE.match(header.strip())
+    # A weak, malformed or multi-valued tag can never match a strong version tag.
+    return int(match.group(1)) if match else -1
+
+
+def job_id(text: str) -> UUID:
+    """A job id from the path; a malformed one is simply a job that does not exist."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise JobNotFound(text) from None
+
+
+def assignment_id(text: str) -> UUID:
+    """An assignment id from the path; a malformed one matches no assignment."""
+    try:
+        return UUID(text)
+    except ValueError:
+        return UUID(int=0)
+
+
+def job_headers(outcome_or_version: Outcome | int) -> dict[str, str]:
+    if isinstance(outcome_or_version, Outcome):
+        headers = {"ETag": f'"{outcome_or_version.job.version}"'}
+        if outcome_or_version.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return headers
+    return {"ETag": f'"{outcome_or_version}"'}
+
+
+def _raw_body() -> Any:
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return None
+    return json.loads(data)
+
+
+def caught_up_views() -> DispatchViews:
+    """The read models, once they have applied everything committed before now.
+
+    So a list read right after a command sees it (read-your-writes), whoever asks.
+    """
+    services = current_app.extensions["smartscheduler"]
+    head = services.app.head_position()
+    if not services.views.wait_for(head, services.settings.read_your_writes_timeout):
+        current_app.logger.warning("Read models lag behind position %s", head)
+    return services.views

@@ -1,0 +1,1 @@
+"""The jobs resource family: /api/jobs and its commands."""

@@ -1,0 +1,160 @@
+"""/api/jobs: create, list, read, time-travel, history, and the lifecycle commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from flask.views import MethodView
+
+from application.dispatch import Outcome
+from domain.catalog import job_document
+from web import http
+from web.docs import COMMAND_HEADERS, JOB_HEADERS, ApiBlueprint
+from web.jobs.schemas import (
+    AssignSchema,
+    CancelAssignmentSchema,
+    CancelSchema,
+    HistorySchema,
+    JobCreateSchema,
+    JobListQuery,
+    VersionQuery,
+)
+from web.schemas import JobSchema
+
+blp = ApiBlueprint("jobs", __name__, url_prefix="/api/jobs",
+                description="Jobs: create them, follow their lifecycle, cancel them.")
+
+
+def _job(outcome: Outcome, status: int = 200) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return job_document(outcome.job), status, http.job_headers(outcome)
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(JobListQuery, location="query", as_kwargs=True)
+    @blp.response(200, JobSchema(many=True))
+    @blp.paginate(page=1, page_size=20, max_page_size=100)
+    @blp.problems(401, 403)
+    def get(self, pagination_parameters: Any, **filters: Any) -> list[dict[str, Any]]:
+        """List jobs (Dispatcher, Admin), newest first, filtered and paged."""
+        http.actor().require_staff()
+        page = http.caught_up_views().list_jobs(
+            **filters, page=pagination_parameters.page,
+            page_size=pagination_parameters.page_size)
+        pagination_parameters.item_count = page.total
+        return page.items
+
+    @blp.arguments(JobCreateSchema)
+    @blp.response(201, JobSchema, headers={**JOB_HEADERS, "Location": {
+        "description": "The new job's URL", "schema": {"type": "string"}}})
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(401, 403, 412)
+    def post(self, fields: dict[str, Any]) -> Any:
+        """Create a job (Dispatcher, Admin); honours Idempotency-Key."""
+        outcome = http.dispatch().create_job(http.command_request(), **fields)
+        body, status, headers = _job(outcome, 201)
+        headers["Location"] = url_for("jobs.JobsById", job_id=str(outcome.job.id))
+        return body, status, headers
+
+
+@blp.route("/<job_id>")
+class JobsById(MethodView):
+    @blp.arguments(VersionQuery, location="query", as_kwargs=True)
+    @blp.response(200, JobSchema, headers=JOB_HEADERS)
+    @blp.problems(401, 404)
+    def get(self, job_id: str, version: int | None = None) -> Any:
+        """Read a job (Dispatcher, Admin, its contractor); ?version=N rebuilds it as of N."""
+        job = http.dispatch().get_job(http.job_id(job_id), http.actor(), version=version)
+        return job_document(job), 200, http.job_headers(job.version)
+
+
+@blp.route("/<job_id>/history")
+class JobHistory(MethodView):
+    @blp.response(200, HistorySchema)
+    @blp.problems(401, 403, 404)
+    def get(self, job_id: str) -> dict[str, Any]:
+        """The job's audit trail (Dispatcher, Admin): every stored event, in order."""
+        events = http.dispatch().history(http.job_id(job_id), http.actor())
+        return {"jobId": job_id, "events": events}
+
+
+@blp.route("/<job_id>/assignments")
+class JobAssignments(MethodView):
+    @blp.arguments(AssignSchema, as_kwargs=True)
+    @blp.response(201, JobSchema, headers=JOB_HEADERS)
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(400, 401, 403, 404, 412)
+    def post(self, job_id: str, **fields: Any) -> Any:
+        """Assign a contractor (Dispatcher, Admin): a new Pending assignment."""
+        return _job(http.dispatch().assign(
+            http.command_request(), http.job_id(job_id),
+            expected_version=http.expected_version(), **fields), 201)
+
+
+@blp.route("/<job_id>/assignments/<assignment_id>/confirm")
+class AssignmentConfirm(MethodView):
+    @blp.response(200, JobSchema, headers=JOB_HEADERS)
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(400, 401, 403, 404, 412)
+    def post(self, job_id: str, assignment_id: str) -> Any:
+        """Confirm a Pending assignment (its Contractor, Dispatcher, Admin)."""
+        return _job(http.dispatch().confirm_assignment(
+            http.command_request(), http.job_id(job_id), http.assignment_id(assignment_id),
+            expected_version=http.expected_version()))
+
+
+@blp.route("/<job_id>/assignments/<assignment_id>/cancel")
+class AssignmentCancel(MethodView):
+    @blp.arguments(CancelAssignmentSchema, required=False, as_kwargs=True)
+    @blp.response(200, JobSchema, headers=JOB_HEADERS)
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(400, 401, 403, 404, 412)
+    def post(self, job_id: str, assignment_id: str, reason: str | None = None) -> Any:
+        """Cancel one Pending or Confirmed assignment (Dispatcher, Admin)."""
+        return _job(http.dispatch().cancel_assignment(
+            http.command_request(), http.job_id(job_id), http.assignment_id(assignment_id),
+            reason=reason, expected_version=http.expected_version()))
+
+
+@blp.route("/<job_id>/start")
+class JobStart(MethodView):
+    @blp.response(200, JobSchema, headers=JOB_HEADERS)
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(400, 401, 403, 404, 412)
+    def post(self, job_id: str) -> Any:
+        """Start an Assigned job (Dispatcher, Admin)."""
+        return _job(http.dispatch().start_job(
+            http.command_request(), http.job_id(job_id),
+            expected_version=http.expected_version()))
+
+
+@blp.route("/<job_id>/complete")
+class JobComplete(MethodView):
+    @blp.response(200, JobSchema, headers=JOB_HEADERS)
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(400, 401, 403, 404, 412)
+    def post(self, job_id: str) -> Any:
+        """Complete an InProgress job (Dispatcher, Admin)."""
+        return _job(http.dispatch().complete_job(
+            http.command_request(), http.job_id(job_id),
+            expected_version=http.expected_version()))
+
+
+@blp.route("/<job_id>/cancel")
+class JobCancel(MethodView):
+    @blp.arguments(CancelSchema, required=False, as_kwargs=True)
+    @blp.response(200, JobSchema, headers=JOB_HEADERS)
+    @blp.doc(parameters=COMMAND_HEADERS)
+    @blp.problems(400, 401, 403, 404, 412)
+    def post(self, job_id: str, reason: str | None = None,
+             reason_code: str = "Other") -> Any:
+        """Cancel a job and all of its live assignments (Dispatcher, Admin).
+
+        One atomic append stores JobCancelled and an AssignmentCancelled for every
+        Pending, Confirmed or InProgress assignment. A retry with the same
+        Idempotency-Key and body returns the job with Idempotent-Replayed: true.
+        """
+        return _job(http.dispatch().cancel_job(
+            http.command_request(), http.job_id(job_id), reason=reason,
+            reason_code=reason_code, expected_version=http.expected_version()))

@@ -1,0 +1,65 @@
+"""`smartscheduler serve`: gunicorn with threads, the app built in each worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from application.persistence import eventsourcing_env
+from application.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    """gunicorn, configured in code; `load` runs after the fork, in each worker."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from web.app import create_app
+
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
+          workers: int | None = None, threads: int | None = None) -> int:
+    if settings.is_production and settings.problems():
+        log.error("Refusing to start in production: %s", "; ".join(settings.problems()))
+        return 2
+    host = host or os.environ.get("HOST") or "127.0.0.1"
+    port = port or int(os.environ.get("PORT") or 8000)
+    embedded = eventsourcing_env(settings.database_url)["PERSISTENCE_MODULE"].endswith(
+        "sqlite")
+    if workers is None:
+        # One process on SQLite: the read models, and realtime fan-out, live in it.
+        workers = 1 if embedded else max(2, (os.cpu_count() or 1))
+    if settings.uses_development_secret:
+        log.warning("No SMARTSCHEDULER_JWT_SECRET: using the development secret. "
+                    "Get a token with: smartscheduler token --role Dispatcher")
+    log.info("Serving on http://%s:%s (API docs at /docs); database %s",
+             host, port, settings.database_url)
+    Server(settings, {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        # Threads carry ordinary requests and long-lived event streams alike.
+        "threads": threads or 32,
+        "timeout": 60,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "preload_app": False,
+        "accesslog": "-",
+        "loglevel": "info",
+    }).run()
+    return 0
