@@ -21,7 +21,10 @@ class Settings:
     jwt_audience: str | None = None
     environment: str = "development"
     embedded_projections: bool = True
+    embedded_relay: bool = True
     read_your_writes_timeout: float = 5.0
+    sse_heartbeat: float = 15.0
+    max_streams: int = 100
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,8 +59,11 @@ class Settings:
             value = env.get(f"SMARTSCHEDULER_{name}", "").strip()
             return value or None
 
-        embedded = (get("EMBEDDED_PROJECTIONS") or "true").lower() not in (
-            "0", "false", "no", "off")
+        def flag(name: str, default: bool = True) -> bool:
+            value = get(name)
+            return default if value is None else value.lower() not in (
+                "0", "false", "no", "off")
+
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             redis_url=get("REDIS_URL"),
@@ -66,6 +72,9 @@ class Settings:
             jwt_issuer=get("JWT_ISSUER"),
             jwt_audience=get("JWT_AUDIENCE"),
             environment=(get("ENV") or "development").lower(),
-            embedded_projections=embedded,
+            embedded_projections=flag("EMBEDDED_PROJECTIONS"),
+            embedded_relay=flag("EMBEDDED_RELAY"),
             read_your_writes_timeout=float(get("READ_YOUR_WRITES_TIMEOUT") or 5.0),
+            sse_heartbeat=float(get("SSE_HEARTBEAT") or 15.0),
+            max_streams=int(get("MAX_STREAMS") or 100),
         )

@@ -65,15 +65,6 @@ def event_data(event: Any) -> dict[str, Any]:
     return data
 
 
-def contractors_of(event: Any) -> set[str]:
-    """The contractors an event is about (for routing to their channels)."""
-    if hasattr(event, "contractor_id"):
-        return {str(event.contractor_id)}
-    refs = getattr(event, "assignments", None) or getattr(
-        event, "cancelled_assignments", None) or []
-    return {ref["contractorId"] for ref in refs}
-
-
 def job_document(job: Job) -> dict[str, Any]:
     """The Job resource of the HTTP contract, built from the aggregate."""
     return {

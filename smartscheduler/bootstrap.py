@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from application.dispatch import Dispatch
 from application.persistence import eventsourcing_env, prepare_database
 from application.settings import Settings
+from projections.hub import Hub
+from projections.relay import Relay
 from projections.runner import ViewsRunner
 from projections.views import DispatchViews, views_for
 
@@ -16,24 +19,41 @@ def build_dispatch(settings: Settings) -> Dispatch:
     return Dispatch(env=eventsourcing_env(settings.database_url))
 
 
+def redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5,
+                                health_check_interval=10)
+
+
 @dataclass
 class Services:
     settings: Settings
     app: Dispatch
     views: DispatchViews
     runner: ViewsRunner | None = None
+    relay: Relay | None = None
+    hub: Hub | None = None
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
+        for part in (self.hub, self.relay, self.runner):
+            if part is not None:
+                part.stop()
+        if self.relay is not None:
+            self.relay.redis.close()
         self.app.close()
 
 
-def build_services(settings: Settings, *, run_projections: bool | None = None) -> Services:
-    """The application and its read models; the runner too when projecting in-process."""
+def build_services(settings: Settings, *, run_projections: bool | None = None,
+                   run_relay: bool | None = None, realtime: bool = False) -> Services:
+    """The application and its read models, plus the workers this process runs:
+    the read-model runner, the relay to Redis, and the realtime hub."""
     app = build_dispatch(settings)
-    views = views_for(app.factory)
-    if run_projections is None:
-        run_projections = settings.embedded_projections
-    runner = ViewsRunner(app, views).start() if run_projections else None
-    return Services(settings, app, views, runner)
+    services = Services(settings, app, views_for(app.factory))
+    if settings.embedded_projections if run_projections is None else run_projections:
+        services.runner = ViewsRunner(app, services.views).start()
+    if settings.redis_url and (settings.embedded_relay if run_relay is None else run_relay):
+        services.relay = Relay(app, redis_client(settings.redis_url)).start()
+    if realtime:
+        services.hub = Hub(app, settings.redis_url).start()
+    return services

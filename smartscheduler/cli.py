@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the read models' position against the log")
     status.set_defaults(handler=_status)
 
+    relay = commands.add_parser(
+        "relay", help="publish every event to Redis (stream and pub/sub), as a worker")
+    relay.set_defaults(handler=_relay)
+
     history = commands.add_parser("history", help="print a job's audit trail")
     history.add_argument("job_id", metavar="JOB_ID")
     history.add_argument("--json", action="store_true", help="print JSON")
@@ -101,7 +105,31 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    services = build_services(settings, run_projections=True)
+    services = build_services(settings, run_projections=True, run_relay=False)
+    log.info("Read models: following the log from position %s.", services.views.position())
+    _until_signalled()
+    services.close()
+    log.info("Read models: stopped at position %s.", services.views.position())
+    return 0
+
+
+def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.redis_url:
+        print("error: set SMARTSCHEDULER_REDIS_URL; the relay publishes to Redis.",
+              file=sys.stderr)
+        return 2
+    services = build_services(settings, run_projections=False, run_relay=True)
+    assert services.relay is not None
+    log.info("Relay: publishing from position %s to %s.", services.relay.position(),
+             settings.redis_url)
+    _until_signalled()
+    services.close()
+    log.info("Relay: stopped at position %s.", services.relay.position())
+    return 0
+
+
+def _until_signalled() -> None:
+    """Block until SIGTERM or SIGINT."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -111,14 +139,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("Following the log from position %s.", services.views.position())
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        services.close()
-    log.info("Stopped at position %s.", services.views.position())
-    return 0
+    while not stop.wait(1.0):
+        pass
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,6 +148,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         head, position = services.app.head_position(), services.views.position()
         print(f"read models: position {position:,} of {head:,} (lag {head - position:,})")
+        relay = services.app.factory.tracking_recorder().max_tracking_id("Relay")
+        if relay is not None:
+            print(f"relay:       position {relay:,} of {head:,} (lag {head - relay:,})")
     finally:
         services.close()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,8 +59,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    services = build_services(settings)
+    services = build_services(settings, realtime=True)
     app.extensions["smartscheduler"] = services
+    app.extensions["smartscheduler.streams"] = threading.BoundedSemaphore(
+        settings.max_streams)
     verifier = TokenVerifier(settings)
 
     @app.before_request
@@ -80,10 +83,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     from web.assignments.resources import blp as assignments
+    from web.events.resources import blp as events
     from web.jobs.resources import blp as jobs
 
     api.register_blueprint(jobs)
     api.register_blueprint(assignments)
+    api.register_blueprint(events)
     app.register_blueprint(health.blp)
     add_offline_docs(app)
     problems.register(app)

@@ -64,9 +64,9 @@ class TokenVerifier:
                 algorithms = JWKS_ALGORITHMS
             else:
                 key, algorithms = self.settings.signing_secret, HS_ALGORITHMS
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token, key, algorithms=algorithms, issuer=issuer,
-                audience=audience, options={**options, "verify_aud": bool(audience)},
+                options={**options, "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
             raise unauthorized("The token has expired.") from None
@@ -74,6 +74,17 @@ class TokenVerifier:
             raise unauthorized(f"The token's signing key is unknown: {error}") from None
         except jwt.InvalidTokenError as error:
             raise unauthorized(f"The token is not valid: {error}") from None
+        if audience and not _for_audience(claims, audience):
+            raise unauthorized("The token is not meant for this service (audience).")
+        return claims
+
+
+def _for_audience(claims: dict[str, Any], audience: str) -> bool:
+    """`aud` names the audience; Cognito access tokens carry `client_id` instead."""
+    aud = claims.get("aud")
+    if aud is not None:
+        return audience in ([aud] if isinstance(aud, str) else list(aud))
+    return claims.get("token_use") == "access" and claims.get("client_id") == audience
 
 
 def mint_token(settings: Settings, *, roles: Iterable[str], sub: str | None = None,

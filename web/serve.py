@@ -45,16 +45,18 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         # One process on SQLite: the read models, and realtime fan-out, live in it.
         workers = 1 if embedded else max(2, (os.cpu_count() or 1))
     if settings.uses_development_secret:
-        log.warning("No SMARTSCHEDULER_JWT_SECRET: using the development secret. "
-                    "Get a token with: smartscheduler token --role Dispatcher")
+        log.warning("No SMARTSCHEDULER_JWT_SECRET: tokens are signed with the public "
+                    "development secret (refused when SMARTSCHEDULER_ENV=production).")
+    log.info("Get a token with: .venv/bin/smartscheduler token --role Dispatcher")
     log.info("Serving on http://%s:%s (API docs at /docs); database %s",
              host, port, settings.database_url)
     Server(settings, {
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "gthread",
-        # Threads carry ordinary requests and long-lived event streams alike.
-        "threads": threads or 32,
+        # Threads carry ordinary requests and long-lived event streams alike; at most
+        # max_streams of them stream, so API requests always find a free thread.
+        "threads": threads or settings.max_streams + 32,
         "timeout": 60,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -1,0 +1,197 @@
+"""Realtime fan-out inside one server process.
+
+The hub hands every published envelope, in position order and once, to the
+local subscribers (the open event streams). Its source is the event store
+itself in the embedded mode, or Redis pub/sub between processes; with Redis,
+a jump in positions or a quiet spell is filled in from the event store, so a
+dropped pub/sub message delays an event but never loses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+
+from projections.envelopes import envelope
+from projections.relay import CHANNEL_PREFIX
+
+log = logging.getLogger(__name__)
+
+Envelope = dict[str, Any]
+
+
+class Subscriber:
+    """One open stream: a bounded queue of envelopes that pass its filter."""
+
+    def __init__(self, accepts: Callable[[Envelope], bool], capacity: int = 10_000) -> None:
+        self.accepts = accepts
+        self.queue: queue.Queue[Envelope | None] = queue.Queue(maxsize=capacity)
+        self.overflowed = False
+
+    def offer(self, item: Envelope) -> None:
+        if self.overflowed or not self.accepts(item):
+            return
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            # A stream that cannot keep up is closed; its client resumes with
+            # Last-Event-ID and catches up from the event store.
+            self.overflowed = True
+            self.queue.queue.clear()
+            self.queue.put_nowait(None)
+
+
+def read_log(app: Any, after: int, *, until: int | None = None,
+             page: int = 500) -> Iterator[Envelope]:
+    """Envelopes of the events after `after` (up to `until`), read from the store."""
+    to_event = app.mapper.to_domain_event
+    while True:
+        notifications = app.recorder.select_notifications(
+            start=after, limit=page, stop=until, inclusive_of_start=False)
+        for n in notifications:
+            yield envelope(to_event(n), n.id)
+        if len(notifications) < page:
+            return
+        after = notifications[-1].id
+
+
+class Hub:
+    """Distributes envelopes to this process's subscribers."""
+
+    def __init__(self, app: Any, redis_url: str | None = None, *,
+                 fill_interval: float = 1.0) -> None:
+        self.app = app
+        self.redis_url = redis_url
+        self.fill_interval = fill_interval
+        self.position = app.head_position()
+        self._subscribers: set[Subscriber] = set()
+        self._lock = threading.Lock()
+        self._delivery = threading.Lock()
+        self._stopping = threading.Event()
+        self._source: Any = None
+        self._threads: list[threading.Thread] = []
+
+    # Subscribers ----------------------------------------------------------
+
+    def subscribe(self, accepts: Callable[[Envelope], bool]) -> Subscriber:
+        subscriber = Subscriber(accepts)
+        with self._lock:
+            self._subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(subscriber)
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    # Sources --------------------------------------------------------------
+
+    def start(self) -> Hub:
+        targets = [self._follow_redis, self._fill_gaps] if self.redis_url else [
+            self._follow_store]
+        for target in targets:
+            thread = threading.Thread(target=self._forever, args=(target,), daemon=True,
+                                      name=f"hub-{target.__name__.strip('_')}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        source = self._source
+        if hasattr(source, "stop"):
+            source.stop()
+        elif source is not None:
+            source.close()
+        for thread in self._threads:
+            thread.join(5)
+        with self._lock:
+            for subscriber in self._subscribers:
+                subscriber.queue.put(None)
+
+    def deliver(self, item: Envelope) -> None:
+        """Hand an envelope to the subscribers, filling any gap before it first."""
+        with self._delivery:
+            position = item["position"]
+            if position <= self.position:
+                return
+            if position > self.position + 1:
+                for missed in read_log(self.app, self.position, until=position - 1):
+                    self._fan_out(missed)
+            self._fan_out(item)
+
+    def _fan_out(self, item: Envelope) -> None:
+        self.position = item["position"]
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.offer(item)
+
+    def _forever(self, target: Callable[[], None]) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                target()
+                backoff = 0.1
+            except Exception as error:  # keep serving; the store fills any gap
+                if self._stopping.is_set():
+                    return
+                log.warning("Realtime source %s failed (%s); retrying in %.1fs",
+                            target.__name__, error, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _follow_store(self) -> None:
+        subscription = self.app.recorder.subscribe(gt=self.position)
+        self._source = subscription
+        with subscription:
+            to_event = self.app.mapper.to_domain_event
+            for n in subscription:
+                if self._stopping.is_set():
+                    return
+                self.deliver(envelope(to_event(n), n.id))
+
+    def _follow_redis(self) -> None:
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=None,
+                                      health_check_interval=10)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._source = pubsub
+        try:
+            # Every event goes to its region's dispatch group: one channel pattern
+            # carries each event exactly once.
+            pubsub.psubscribe(f"{CHANNEL_PREFIX}dispatch/*")
+            self._fill_to_head()
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message and message.get("type") == "pmessage":
+                    self.deliver(json.loads(message["data"]))
+        finally:
+            pubsub.close()
+            client.close()
+
+    def _fill_gaps(self) -> None:
+        """Catch up from the store when Redis is quiet (a dropped message, an outage)."""
+        last_seen, quiet_since = self.position, time.monotonic()
+        while not self._stopping.wait(self.fill_interval / 2):
+            if self.position != last_seen:
+                last_seen, quiet_since = self.position, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.fill_interval:
+                self._fill_to_head()
+                last_seen, quiet_since = self.position, time.monotonic()
+
+    def _fill_to_head(self) -> None:
+        head = self.app.head_position()
+        if head > self.position:
+            for missed in read_log(self.app, self.position, until=head):
+                self.deliver(missed)

@@ -1,0 +1,1 @@
+"""The events resource family: /api/events, the realtime stream."""

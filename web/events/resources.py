@@ -1,0 +1,115 @@
+"""/api/events: Server-Sent Events, replayed from the store, then live."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+
+from domain.errors import Forbidden
+from projections.envelopes import contractors_of, region_of
+from projections.hub import Envelope, Hub, read_log
+from web import http
+from web.docs import ApiBlueprint
+from web.problems import Problem
+
+blp = ApiBlueprint("events", __name__, url_prefix="/api/events",
+                   description="Realtime: every published event as Server-Sent Events.")
+
+@blp.route("")
+class Events(MethodView):
+    @blp.doc(
+        parameters=[
+            {"in": "query", "name": "region", "required": False,
+             "description": "Dispatcher/Admin: the dispatch/<region> groups to receive "
+                            "(repeatable; all regions when absent)",
+             "schema": {"type": "array", "items": {"type": "string"}},
+             "style": "form", "explode": True},
+            {"in": "header", "name": "Last-Event-ID", "required": False,
+             "description": "Resume after this position: missed events are replayed "
+                            "from the event store first, then the stream goes live.",
+             "schema": {"type": "integer", "minimum": 0}},
+        ],
+        responses={"200": {
+            "description": "text/event-stream: `id: <position>`, `event: <type>`, "
+                           "`data: <envelope>`; a comment line at least every 15 s.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }},
+    )
+    @blp.problems(401, 403, 422, 503)
+    def get(self) -> Response:
+        """Stream published events: a dispatcher's regions, a contractor's own."""
+        accepts = _filter_for_actor()
+        after = _last_event_id()
+        services = current_app.extensions["smartscheduler"]
+        slots: threading.BoundedSemaphore = current_app.extensions["smartscheduler.streams"]
+        if not slots.acquire(blocking=False):
+            raise Problem(503, "service_unavailable", "Too many streams",
+                          "This server holds as many event streams as it can; retry "
+                          "shortly.", headers={"Retry-After": "5"})
+        response = Response(
+            _stream(services.app, services.hub, accepts, after,
+                    services.settings.sse_heartbeat),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        response.call_on_close(slots.release)
+        return response
+
+
+def _filter_for_actor() -> Callable[[Envelope], bool]:
+    actor = http.actor()
+    if actor.is_staff:
+        regions = set(request.args.getlist("region"))
+        return (lambda item: region_of(item) in regions) if regions else (lambda _: True)
+    if actor.is_contractor:
+        return lambda item: actor.sub in contractors_of(item)
+    raise Forbidden("Only Admin, Dispatcher and Contractor tokens may stream events.")
+
+
+def _last_event_id() -> int | None:
+    value = request.headers.get("Last-Event-ID")
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise Problem(422, "validation_failed", "Validation failed",
+                      "Last-Event-ID must be an event position (an integer).",
+                      errors={"Last-Event-ID": ["Not an integer."]})
+    return int(value)
+
+
+def _event(item: Envelope) -> str:
+    return f"id: {item['position']}\nevent: {item['type']}\ndata: {json.dumps(item)}\n\n"
+
+
+def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int | None,
+            heartbeat: float) -> Iterator[str]:
+    # Subscribe before reading the store, so nothing committed meanwhile is missed;
+    # positions de-duplicate the seam between the replay and the live feed.
+    subscriber = hub.subscribe(accepts)
+    try:
+        yield "retry: 2000\n: connected\n\n"
+        last = 0
+        if after is not None:
+            last = after
+            for item in read_log(app, after):
+                if accepts(item):
+                    yield _event(item)
+                last = max(last, item["position"])
+        while True:
+            try:
+                item = subscriber.queue.get(timeout=heartbeat)
+            except queue.Empty:
+                yield ": heartbeat\n\n"
+                continue
+            if item is None:
+                return
+            if item["position"] > last:
+                last = item["position"]
+                yield _event(item)
+    finally:
+        hub.unsubscribe(subscriber)
