@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run run-scaled test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 run: $(STAMP)  ## serve the API on http://$(HOST):$(PORT) (SQLite under ./var by default)
 	$(BIN)/smartscheduler serve --host $(HOST) --port $(PORT)
+
+run-scaled: $(STAMP)  ## PostgreSQL + Redis: 2 HTTP workers, a projection worker, a relay
+	SMARTSCHEDULER_DATABASE_URL=$${SMARTSCHEDULER_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
+	SMARTSCHEDULER_REDIS_URL=$${SMARTSCHEDULER_REDIS_URL:-redis://127.0.0.1:6379/0} \
+	SCALED_PORT=$(PORT) $(BIN)/honcho -f Procfile.scaled start
 
 test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

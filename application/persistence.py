@@ -116,6 +116,15 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
         "or postgresql://user:pass@host:port/db")
 
 
+def redacted(database_url: str) -> str:
+    """The URL with its password masked, for logs."""
+    url = urlsplit(database_url)
+    if not url.password:
+        return database_url
+    netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+    return url._replace(netloc=netloc).geturl()
+
+
 def prepare_database(database_url: str) -> None:
     """Create the PostgreSQL schema named in the URL (`?schema=`) if it is missing."""
     env = eventsourcing_env(database_url)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from projections.views import DispatchViews
 
@@ -83,7 +83,13 @@ class ViewsRunner:
             if self._stopping.is_set():
                 return
             for batch in batches(subscription, self.batch_size):
-                self.views.process(decode(self.app, batch, self.views.tracking_name))
+                try:
+                    self.views.process(decode(self.app, batch, self.views.tracking_name))
+                except IntegrityError:
+                    if self.views.position() < batch[-1].id:
+                        raise
+                    # Another runner applied this batch first: follow on from there.
+                    return
                 self.last_error = None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from application.persistence import eventsourcing_env
+from application.persistence import eventsourcing_env, redacted
 from application.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
                     "development secret (refused when SMARTSCHEDULER_ENV=production).")
     log.info("Get a token with: .venv/bin/smartscheduler token --role Dispatcher")
     log.info("Serving on http://%s:%s (API docs at /docs); database %s",
-             host, port, settings.database_url)
+             host, port, redacted(settings.database_url))
     Server(settings, {
         "bind": f"{host}:{port}",
         "workers": workers,
