@@ -185,7 +185,7 @@ class Dispatch(Application[UUID]):
             try:
                 recordings = self.save(job)
             except RecordConflictError:
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             return Outcome(job, recordings[-1].notification.id if recordings else None)
         raise ConcurrencyConflict(f"Job {job_id} kept changing; try again.")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///var/smartscheduler.db"
-DEVELOPMENT_SECRET = "smartscheduler-development-secret-do-not-use-in-production"  # noqa: S105
+DEVELOPMENT_SECRET = "smartscheduler-development-secret-do-not-use-in-production"
 
 
 @dataclass(frozen=True)

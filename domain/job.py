@@ -425,7 +425,7 @@ class Job(Aggregate):
 
     # Internals -----------------------------------------------------------
 
-    def _trigger(self, event_class: type[Any], request: Request, **kwargs: Any) -> None:
+    def _trigger(self, event_class: Any, request: Request, **kwargs: Any) -> None:
         self.trigger_event(event_class, region=self.region, request=request.record(),
                            **kwargs)
 

@@ -163,6 +163,7 @@ class Hub:
                 self.deliver(envelope(to_event(n), n.id))
 
     def _follow_redis(self) -> None:
+        assert self.redis_url is not None
         client = redis.Redis.from_url(self.redis_url, socket_timeout=None,
                                       health_check_interval=10)
         pubsub = client.pubsub(ignore_subscribe_messages=True)

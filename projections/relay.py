@@ -10,6 +10,7 @@ new position. A crash or a Redis outage delays delivery; it loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -93,10 +94,9 @@ class Relay:
             for group in groups_of(item):
                 pipe.publish(channel(group), payload)
         pipe.execute()
-        try:
+        # IntegrityError: another relay recorded this far already (no duplicate entry).
+        with contextlib.suppress(IntegrityError):
             self.tracking.insert_tracking(Tracking(TRACKING_NAME, pairs[-1][1]))
-        except IntegrityError:
-            pass  # another relay recorded this far already; the stream has no duplicate
 
     def _append(self, item: dict[str, Any]) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import jwt
 
@@ -66,7 +66,7 @@ class TokenVerifier:
                 key, algorithms = self.settings.signing_secret, HS_ALGORITHMS
             claims: dict[str, Any] = jwt.decode(
                 token, key, algorithms=algorithms, issuer=issuer,
-                options={**options, "verify_aud": False},
+                options=cast(Any, {**options, "verify_aud": False}),
             )
         except jwt.ExpiredSignatureError:
             raise unauthorized("The token has expired.") from None

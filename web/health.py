@@ -31,9 +31,9 @@ def readyz() -> Any:
     if services.runner is not None:
         position = services.views.position() if ready else None
         alive = services.runner.is_running
+        lag = head - position if head is not None and position is not None else None
         checks["readModels"] = {"status": "ok" if alive else "failing",
-                                "position": position,
-                                "lag": head - position if head is not None and position is not None else None}
+                                "position": position, "lag": lag}
         ready = ready and alive
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return body, 200 if ready else 503

@@ -32,6 +32,23 @@ class Server(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
+def prepare_storage(settings: Settings) -> None:
+    """Create the schema and tables once, in the master, before the workers boot.
+
+    Workers booting side by side on a fresh PostgreSQL schema would race on
+    CREATE SCHEMA/TABLE IF NOT EXISTS (a unique violation in the catalog), and
+    gunicorn stops the whole server when a worker fails to boot.
+    """
+    from projections.views import views_for
+    from smartscheduler.bootstrap import build_dispatch
+
+    app = build_dispatch(settings)
+    try:
+        views_for(app.factory)
+    finally:
+        app.close()
+
+
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
           workers: int | None = None, threads: int | None = None) -> int:
     if settings.is_production and settings.problems():
@@ -50,6 +67,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     log.info("Get a token with: .venv/bin/smartscheduler token --role Dispatcher")
     log.info("Serving on http://%s:%s (API docs at /docs); database %s",
              host, port, redacted(settings.database_url))
+    prepare_storage(settings)
     Server(settings, {
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -94,6 +94,7 @@ def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int 
     try:
         yield "retry: 2000\n: connected\n\n"
         last = 0
+        item: Envelope | None
         if after is not None:
             last = after
             for item in read_log(app, after):
