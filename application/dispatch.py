@@ -63,7 +63,9 @@ class Dispatch(Application[UUID]):
         request.actor.require_staff()
         job_id = None
         if request.idempotency_key:
-            job_id = uuid5(IDEMPOTENCY_NAMESPACE, f"create:{request.idempotency_key}")
+            # Scoped to the caller, as the same key from two users means two requests.
+            job_id = uuid5(IDEMPOTENCY_NAMESPACE,
+                           f"create:{request.actor.sub}:{request.idempotency_key}")
             replay = self._replay_of_create(job_id, request)
             if replay:
                 return replay

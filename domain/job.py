@@ -87,6 +87,16 @@ class Actor:
     def is_contractor(self) -> bool:
         return not self.is_staff and Role.CONTRACTOR in self.roles
 
+    @property
+    def contractor_id(self) -> UUID | None:
+        """The contractor this actor is (a contractor's sub is their id), if any."""
+        if Role.CONTRACTOR not in self.roles:
+            return None
+        try:
+            return UUID(self.sub)
+        except ValueError:
+            return None
+
     def require_staff(self) -> None:
         if not self.is_staff:
             raise Forbidden("Only a Dispatcher or an Admin may do this.")
@@ -322,7 +332,7 @@ class Job(Aggregate):
     def confirm_assignment(self, *, request: Request, assignment_id: UUID) -> None:
         assignment = self.assignment(assignment_id)
         actor = request.actor
-        if not actor.is_staff and str(assignment.contractor_id) != actor.sub:
+        if not actor.is_staff and assignment.contractor_id != actor.contractor_id:
             raise Forbidden("Only the assigned contractor, a Dispatcher or an Admin "
                             "may confirm this assignment.")
         if self.is_terminal or assignment.status != AssignmentStatus.PENDING:
@@ -406,8 +416,8 @@ class Job(Aggregate):
     def is_visible_to(self, actor: Actor) -> bool:
         """Staff see every job; a contractor sees the jobs they are assigned to."""
         return actor.is_staff or (
-            Role.CONTRACTOR in actor.roles
-            and any(str(a.contractor_id) == actor.sub for a in self.assignments))
+            actor.contractor_id is not None
+            and any(a.contractor_id == actor.contractor_id for a in self.assignments))
 
     def replays(self, request: Request) -> bool:
         """True when this request repeats one the job has already carried out.

@@ -29,12 +29,16 @@ class Assignments(MethodView):
         if not actor.is_staff:
             if not actor.is_contractor:
                 raise Forbidden("Only staff and contractors may list assignments.")
-            if contractor_id is not None and str(contractor_id) != actor.sub:
+            if contractor_id is not None and contractor_id != actor.contractor_id:
                 raise Forbidden("A contractor may list only their own assignments.")
-            contractor_id = actor.sub  # type: ignore[assignment]
+            contractor_id = actor.contractor_id
+            if contractor_id is None:  # a contractor token whose sub is not an id
+                pagination_parameters.item_count = 0
+                return []
         page = http.caught_up_views().list_assignments(
             contractor_id=str(contractor_id) if contractor_id else None,
             job_id=str(job_id) if job_id else None, status=status,
-            page=pagination_parameters.page, page_size=pagination_parameters.page_size)
+            page=http.page_to_read(pagination_parameters.page),
+            page_size=pagination_parameters.page_size)
         pagination_parameters.item_count = page.total
         return page.items

@@ -67,7 +67,8 @@ def _filter_for_actor() -> Callable[[Envelope], bool]:
         regions = set(request.args.getlist("region"))
         return (lambda item: region_of(item) in regions) if regions else (lambda _: True)
     if actor.is_contractor:
-        return lambda item: actor.sub in contractors_of(item)
+        me = str(actor.contractor_id)
+        return lambda item: me in contractors_of(item)
     raise Forbidden("Only Admin, Dispatcher and Contractor tokens may stream events.")
 
 
