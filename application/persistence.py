@@ -40,10 +40,14 @@ class SQLiteSubscription(ListenNotifySubscription["SQLiteApplicationRecorder"]):
                  topics: Sequence[str] = (), poll_interval: float = POLL_INTERVAL) -> None:
         self._poll_interval = poll_interval
         self._stopped = threading.Event()
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        # Only now can it be woken: registered earlier, a concurrent write would
+        # fail (after committing) on the missing `_has_been_notified`. Woken once
+        # on registering, for what was written since the initial pull.
         db_name = recorder.datastore.pool.db_name
         with _subscribers_lock:
             _subscribers.setdefault(db_name, weakref.WeakSet()).add(self)
-        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self.wake()
         self._poll_thread = threading.Thread(target=self._poll, daemon=True,
                                              name="sqlite-subscription-poll")
         self._poll_thread.start()
