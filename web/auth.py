@@ -25,7 +25,7 @@ DEFAULT_SUBS = {
 
 def unauthorized(detail: str) -> Problem:
     return Problem(401, "unauthorized", "Unauthorized", detail,
-                   headers={"WWW-Authenticate": 'Bearer realm="smartscheduler"'})
+                   headers={"WWW-Authenticate": "Bearer"})
 
 
 class TokenVerifier:
@@ -60,8 +60,10 @@ class TokenVerifier:
             options["require"].append("iss")
         try:
             if self._jwks is not None:
-                key: Any = self._jwks.get_signing_key_from_jwt(token).key
-                algorithms = JWKS_ALGORITHMS
+                # The key's own algorithm, not the token's header, decides how the
+                # signature is checked: an RS256 header naming an EC key is a 401.
+                key: Any = self._jwks.get_signing_key_from_jwt(token)
+                algorithms = [a for a in JWKS_ALGORITHMS if a == key.algorithm_name]
             else:
                 key, algorithms = self.settings.signing_secret, HS_ALGORITHMS
             claims: dict[str, Any] = jwt.decode(

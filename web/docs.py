@@ -21,8 +21,10 @@ COMMAND_HEADERS: list[dict[str, Any]] = [
      "schema": {"type": "string"}},
     {"in": "header", "name": "Idempotency-Key", "required": False,
      "description": "Retrying with the same key and body replays the first result "
-                    "(Idempotent-Replayed: true); a different body is a 422.",
-     "schema": {"type": "string", "maxLength": 255}},
+                    "(Idempotent-Replayed: true); a different body is a 422. "
+                    "1 to 255 visible ASCII characters (else a 422).",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                "pattern": "^[\\x21-\\x7e]{1,255}$"}},
     {"in": "header", "name": "X-Request-Id", "required": False,
      "description": "Echoed back and recorded with the events the request causes.",
      "schema": {"type": "string", "maxLength": 128}},

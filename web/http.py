@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from flask import current_app, g, request
@@ -21,6 +23,8 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 ETAG_VALUE = re.compile(r'^"(\d+)"$')
 
+View = TypeVar("View", bound=Callable[..., Any])
+
 
 def dispatch() -> Dispatch:
     return current_app.extensions["smartscheduler"].app
@@ -32,6 +36,21 @@ def views() -> DispatchViews:
 
 def actor() -> Actor:
     return g.actor
+
+
+def staff_only(view: View) -> View:
+    """Refuse (403) anyone but a Dispatcher or an Admin before the body is even read.
+
+    Put it above @blp.arguments: a role that may not do this gets 403, not a 422
+    about a body it was never allowed to send.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        actor().require_staff()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def request_id() -> str:
@@ -96,6 +115,16 @@ def _raw_body() -> Any:
     if not data.strip():
         return None
     return json.loads(data)
+
+
+# No listing reaches this page; past it, (page - 1) * page_size would overflow the
+# 64-bit OFFSET of SQLite and PostgreSQL (a 500) instead of being an empty page.
+LAST_POSSIBLE_PAGE = 10**16
+
+
+def page_to_read(page: int) -> int:
+    """The page to ask the read models for: any later page is just as empty."""
+    return min(page, LAST_POSSIBLE_PAGE)
 
 
 def caught_up_views() -> DispatchViews:

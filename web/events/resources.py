@@ -18,6 +18,8 @@ from web import http
 from web.docs import ApiBlueprint
 from web.problems import Problem
 
+MAX_POSITION = 2**63 - 1  # positions are 64-bit integers in either store
+
 blp = ApiBlueprint("events", __name__, url_prefix="/api/events",
                    description="Realtime: every published event as Server-Sent Events.")
 
@@ -76,7 +78,9 @@ def _last_event_id() -> int | None:
     value = request.headers.get("Last-Event-ID")
     if value is None or not value.strip():
         return None
-    if not value.strip().isdigit():
+    value = value.strip()
+    # ASCII digits only ("²".isdigit() is true), and within the store's 64-bit positions.
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_POSITION:
         raise Problem(422, "validation_failed", "Validation failed",
                       "Last-Event-ID must be an event position (an integer).",
                       errors={"Last-Event-ID": ["Not an integer."]})

@@ -32,6 +32,7 @@ def _job(outcome: Outcome, status: int = 200) -> tuple[dict[str, Any], int, dict
 
 @blp.route("")
 class Jobs(MethodView):
+    @http.staff_only
     @blp.arguments(JobListQuery, location="query", as_kwargs=True)
     @blp.response(200, JobSchema(many=True))
     @blp.paginate(page=1, page_size=20, max_page_size=100)
@@ -40,16 +41,17 @@ class Jobs(MethodView):
         """List jobs (Dispatcher, Admin), newest first, filtered and paged."""
         http.actor().require_staff()
         page = http.caught_up_views().list_jobs(
-            **filters, page=pagination_parameters.page,
+            **filters, page=http.page_to_read(pagination_parameters.page),
             page_size=pagination_parameters.page_size)
         pagination_parameters.item_count = page.total
         return page.items
 
+    @http.staff_only
     @blp.arguments(JobCreateSchema)
     @blp.response(201, JobSchema, headers={**JOB_HEADERS, "Location": {
         "description": "The new job's URL", "schema": {"type": "string"}}})
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(401, 403, 412)
+    @blp.problems(400, 401, 403, 412, 415)
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a job (Dispatcher, Admin); honours Idempotency-Key."""
         outcome = http.dispatch().create_job(http.command_request(), **fields)
@@ -71,6 +73,7 @@ class JobsById(MethodView):
 
 @blp.route("/<job_id>/history")
 class JobHistory(MethodView):
+    @http.staff_only
     @blp.response(200, HistorySchema)
     @blp.problems(401, 403, 404)
     def get(self, job_id: str) -> dict[str, Any]:
@@ -81,10 +84,11 @@ class JobHistory(MethodView):
 
 @blp.route("/<job_id>/assignments")
 class JobAssignments(MethodView):
+    @http.staff_only
     @blp.arguments(AssignSchema, as_kwargs=True)
     @blp.response(201, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412)
+    @blp.problems(400, 401, 403, 404, 412, 415, 422)
     def post(self, job_id: str, **fields: Any) -> Any:
         """Assign a contractor (Dispatcher, Admin): a new Pending assignment."""
         return _job(http.dispatch().assign(
@@ -96,7 +100,7 @@ class JobAssignments(MethodView):
 class AssignmentConfirm(MethodView):
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412)
+    @blp.problems(400, 401, 403, 404, 412, 415, 422)
     def post(self, job_id: str, assignment_id: str) -> Any:
         """Confirm a Pending assignment (its Contractor, Dispatcher, Admin)."""
         return _job(http.dispatch().confirm_assignment(
@@ -106,10 +110,11 @@ class AssignmentConfirm(MethodView):
 
 @blp.route("/<job_id>/assignments/<assignment_id>/cancel")
 class AssignmentCancel(MethodView):
+    @http.staff_only
     @blp.arguments(CancelAssignmentSchema, required=False, as_kwargs=True)
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412)
+    @blp.problems(400, 401, 403, 404, 412, 415, 422)
     def post(self, job_id: str, assignment_id: str, reason: str | None = None) -> Any:
         """Cancel one Pending or Confirmed assignment (Dispatcher, Admin)."""
         return _job(http.dispatch().cancel_assignment(
@@ -119,9 +124,10 @@ class AssignmentCancel(MethodView):
 
 @blp.route("/<job_id>/start")
 class JobStart(MethodView):
+    @http.staff_only
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412)
+    @blp.problems(400, 401, 403, 404, 412, 415, 422)
     def post(self, job_id: str) -> Any:
         """Start an Assigned job (Dispatcher, Admin)."""
         return _job(http.dispatch().start_job(
@@ -131,9 +137,10 @@ class JobStart(MethodView):
 
 @blp.route("/<job_id>/complete")
 class JobComplete(MethodView):
+    @http.staff_only
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412)
+    @blp.problems(400, 401, 403, 404, 412, 415, 422)
     def post(self, job_id: str) -> Any:
         """Complete an InProgress job (Dispatcher, Admin)."""
         return _job(http.dispatch().complete_job(
@@ -143,10 +150,11 @@ class JobComplete(MethodView):
 
 @blp.route("/<job_id>/cancel")
 class JobCancel(MethodView):
+    @http.staff_only
     @blp.arguments(CancelSchema, required=False, as_kwargs=True)
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412)
+    @blp.problems(400, 401, 403, 404, 412, 415, 422)
     def post(self, job_id: str, reason: str | None = None,
              reason_code: str = "Other") -> Any:
         """Cancel a job and all of its live assignments (Dispatcher, Admin).
