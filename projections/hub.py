@@ -156,6 +156,8 @@ class Hub:
         subscription = self.app.recorder.subscribe(gt=self.position)
         self._source = subscription
         with subscription:
+            if self._stopping.is_set():  # stop() ran before the source was set
+                return
             to_event = self.app.mapper.to_domain_event
             for n in subscription:
                 if self._stopping.is_set():

@@ -27,7 +27,7 @@ COMMAND_HEADERS: list[dict[str, Any]] = [
                 "pattern": "^[\\x21-\\x7e]{1,255}$"}},
     {"in": "header", "name": "X-Request-Id", "required": False,
      "description": "Echoed back and recorded with the events the request causes.",
-     "schema": {"type": "string", "maxLength": 128}},
+     "schema": {"type": "string", "maxLength": 200}},
 ]
 
 JOB_HEADERS: dict[str, Any] = {

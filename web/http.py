@@ -19,7 +19,7 @@ from domain.job import Actor, Request
 from projections.views import DispatchViews
 from web.problems import Problem
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,200}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 ETAG_VALUE = re.compile(r'^"(\d+)"$')
 
