@@ -33,19 +33,23 @@ class Subscriber:
     def __init__(self, accepts: Callable[[Envelope], bool], capacity: int = 10_000) -> None:
         self.accepts = accepts
         self.queue: queue.Queue[Envelope | None] = queue.Queue(maxsize=capacity)
-        self.overflowed = False
+        self.closed = False
 
     def offer(self, item: Envelope) -> None:
-        if self.overflowed or not self.accepts(item):
+        if self.closed or not self.accepts(item):
             return
         try:
             self.queue.put_nowait(item)
         except queue.Full:
             # A stream that cannot keep up is closed; its client resumes with
             # Last-Event-ID and catches up from the event store.
-            self.overflowed = True
             self.queue.queue.clear()
-            self.queue.put_nowait(None)
+            self.close()
+
+    def close(self) -> None:
+        """End the stream: its reader gets None."""
+        self.closed = True
+        self.queue.put_nowait(None)
 
 
 def read_log(app: Any, after: int, *, until: int | None = None,
@@ -118,7 +122,7 @@ class Hub:
             thread.join(5)
         with self._lock:
             for subscriber in self._subscribers:
-                subscriber.queue.put(None)
+                subscriber.close()
 
     def deliver(self, item: Envelope) -> None:
         """Hand an envelope to the subscribers, filling any gap before it first."""

@@ -121,7 +121,11 @@ class Relay:
                     self.last_error = None
 
     def _failed(self, error: BaseException, backoff: float, what: str) -> None:
-        if self.last_error is None or type(self.last_error) is not type(error):
+        self.last_error, previous = error, self.last_error
+        if previous is None or type(previous) is not type(error):
+            try:
+                position: int | str = self.position()
+            except Exception:  # the store is failing too: the thread must live on
+                position = "the recorded one"
             log.warning("%s (%s); retrying from position %s in %.1fs", what, error,
-                        self.position(), backoff)
-        self.last_error = error
+                        position, backoff)

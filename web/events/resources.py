@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -106,15 +107,18 @@ def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int 
                 if accepts(item):
                     yield _event(item)
                 last = max(last, item["position"])
+        beat = time.monotonic() + heartbeat  # a comment at least every `heartbeat` s
         while True:
             try:
-                item = subscriber.queue.get(timeout=heartbeat)
+                item = subscriber.queue.get(timeout=max(0.0, beat - time.monotonic()))
             except queue.Empty:
-                yield ": heartbeat\n\n"
-                continue
-            if item is None:
+                item = None
+            if item is None and subscriber.closed:
                 return
-            if item["position"] > last:
+            if time.monotonic() >= beat:
+                yield ": heartbeat\n\n"
+                beat = time.monotonic() + heartbeat
+            if item is not None and item["position"] > last:
                 last = item["position"]
                 yield _event(item)
     finally:
