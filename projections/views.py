@@ -7,9 +7,10 @@ redelivered one fails the tracking insert and the whole transaction rolls back.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,60 @@ from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
 from projections import assignments, jobs
 
 TRACKING_NAME = "Dispatch"
+
+
+Params = tuple[Any, ...]
+
+# The row each write of the read models touches: its table, and where the row's
+# key sits in the statement's parameters. `grouped` reorders only these writes.
+ROW_KEYS: dict[str, tuple[str, int]] = {
+    jobs.INSERT: (jobs.TABLE, 0),
+    jobs.UPDATE: (jobs.TABLE, -1),
+    assignments.INSERT: (assignments.TABLE, 0),
+    assignments.SET_STATUS: (assignments.TABLE, -1),
+}
+
+
+def _statements(events: Sequence[tuple[Any, Tracking]]) -> Iterator[tuple[str, Params]]:
+    for event, _ in events:
+        yield from jobs.statements(event)
+        yield from assignments.statements(event)
+
+
+def grouped(statements: Iterable[tuple[str, Params]]) -> Iterator[tuple[str, list[Params]]]:
+    """The statements as (sql, rows) groups for executemany, with the same effect.
+
+    Statements are grouped by their SQL; the groups run in the order of their
+    first statements, each group's rows in their own order. Each statement
+    writes one row (its primary key, by ROW_KEYS) and no other, so this equals
+    running them one by one unless a row is written by a group that runs after
+    the group of a later write to the same row. Such a statement, and any
+    statement not in ROW_KEYS, starts a new set of groups, so the rows' own
+    sequences of writes never change.
+    """
+    groups: dict[str, list[Params]] = {}  # in the order they run
+    ranks: dict[str, int] = {}  # sql -> its place in that order
+    last: dict[tuple[str, Any], int] = {}  # row -> rank of the group that last wrote it
+    for sql, params in statements:
+        key = ROW_KEYS.get(sql)
+        if key is None:
+            yield from groups.items()
+            groups, ranks, last = {}, {}, {}
+            yield sql, [params]
+            continue
+        row = (key[0], params[key[1]])
+        rank = ranks.get(sql)
+        if rank is None:
+            rank = ranks[sql] = len(ranks)
+            groups[sql] = [params]
+        elif last.get(row, rank) > rank:
+            yield from groups.items()
+            groups, ranks, last = {sql: [params]}, {sql: 0}, {}
+            rank = 0
+        else:
+            groups[sql].append(params)
+        last[row] = rank
+    yield from groups.items()
 
 
 @dataclass(frozen=True)
@@ -48,9 +103,8 @@ class DispatchViews:
         if not events:
             return
         with self._transaction(commit=True) as c:
-            for event, _ in events:
-                for sql, params in jobs.statements(event) + assignments.statements(event):
-                    c.execute(self._sql(sql), params)
+            for sql, rows in grouped(_statements(events)):
+                c.executemany(self._sql(sql), rows)
             self._insert_tracking(c, events[-1][1])  # type: ignore[attr-defined]
         with self._advanced:
             self._advanced.notify_all()
@@ -61,8 +115,8 @@ class DispatchViews:
     def reset(self) -> None:
         """Empty both read models and forget the position (before a rebuild)."""
         with self._transaction(commit=True) as c:
-            c.execute(f"DELETE FROM {jobs.TABLE}")
-            c.execute(f"DELETE FROM {assignments.TABLE}")
+            c.execute(self._sql(f"DELETE FROM {jobs.TABLE}"))
+            c.execute(self._sql(f"DELETE FROM {assignments.TABLE}"))
             c.execute(self._delete_tracking_sql(), (self.tracking_name,))
 
     # Reading ---------------------------------------------------------------
@@ -165,9 +219,16 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
         kwargs.setdefault("tracking_table_name", "dispatch_views_tracking")
         super().__init__(datastore, **kwargs)
         self._init_views()
+        # The read-model tables live in the datastore's schema, like the tracking
+        # table: unqualified names would resolve through search_path (to public).
+        self._schema = '"' + self.datastore.schema.replace('"', '""') + '"'
+        self._tables = re.compile(rf"\b({jobs.TABLE}|{assignments.TABLE})\b")
         from psycopg.sql import SQL
-        self.sql_create_statements.extend(SQL(s) for s in [*jobs.CREATE,
-                                                           *assignments.CREATE])
+        self.sql_create_statements.extend(SQL(self._sql(s)) for s in [  # type: ignore[misc]
+            *jobs.CREATE, *assignments.CREATE])
+
+    def _sql(self, sql: str) -> str:
+        return self._tables.sub(lambda m: f"{self._schema}.{m[1]}", super()._sql(sql))
 
     def _delete_tracking_sql(self) -> str:
         return (f"DELETE FROM {self.datastore.schema}.{self.tracking_table_name} "
@@ -176,6 +237,7 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
 
 def views_for(factory: InfrastructureFactory[Any]) -> DispatchViews:
     """The read models in the database of the given application's factory."""
+    view: Any
     if isinstance(factory, SQLiteFactory):
         view = factory.tracking_recorder(SQLiteDispatchViews)
     elif isinstance(factory, PostgresFactory):

@@ -1,0 +1,12 @@
+"""Throughput benchmarks, each printed beside a baseline measured in the same run.
+
+Run with `make bench` or `python -m bench --help`. Benchmarks register
+themselves by name (see `bench.registry`); add a module with a function
+decorated by `@register("name", "summary")` and import it below.
+"""
+
+from bench import commands, http, realtime, rebuild
+from bench.registry import BENCHES, Bench, Row, register
+
+__all__ = ["BENCHES", "Bench", "Row", "commands", "http", "realtime", "rebuild",
+           "register"]

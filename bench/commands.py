@@ -1,0 +1,98 @@
+"""`commands`: cancel commands per second, in process, against the raw library.
+
+Ours: `Dispatch.cancel_job(request, job_id)` on live jobs (one assignment each)
+of a store holding at least `--events` events: load (snapshot look-up, then
+events), visibility and idempotency checks, the command, save with the
+retry-on-conflict loop, and our recorder's wake-up of subscribers.
+
+Baseline, in its own store of the same size: the same events through the
+stock library, `repository.get(id)` + `job.cancel(...)` + `app.save(job)`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from bench.context import ACTOR, Context
+from bench.registry import Row, Timing, register
+from domain.job import Job, ReasonCode, Request
+
+TARGET = 0.7
+REASON = "Customer called to cancel"
+
+
+def timed(function: Callable[[], int]) -> tuple[float, float]:
+    """Run `function`; its items per second of wall-clock time and of CPU time.
+
+    The CPU rate leaves out waiting for the disk (each command's commit is
+    synced), so it shows what our layer adds more steadily than the wall clock.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    items = function()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return (items / wall if wall else 0.0), (items / cpu if cpu else 0.0)
+
+
+def _requests(count: int, label: str) -> list[Request]:
+    return [Request(ACTOR, request_id=f"bench-{label}-{i}") for i in range(count)]
+
+
+def cancel_ours(ctx: Context, job_ids: list[UUID]) -> int:
+    app = ctx.ours().app
+    cancel_job = app.cancel_job  # type: ignore[attr-defined]
+    for job_id, request in zip(job_ids, _requests(len(job_ids), "ours"), strict=True):
+        cancel_job(request, job_id, reason=REASON,
+                   reason_code=ReasonCode.CUSTOMER_REQUEST)
+    return len(job_ids)
+
+
+def cancel_baseline(ctx: Context, job_ids: list[UUID]) -> int:
+    app = ctx.baseline().app
+    get, save = app.repository.get, app.save
+    for job_id, request in zip(job_ids, _requests(len(job_ids), "base"), strict=True):
+        job: Job = get(job_id)
+        job.cancel(request=request, reason=REASON, reason_code=ReasonCode.CUSTOMER_REQUEST)
+        save(job)
+    return len(job_ids)
+
+
+@register("commands", "cancel_job commands/s against the library's own get+cancel+save")
+def commands(ctx: Context) -> list[Row]:
+    ops, repeat = ctx.args.commands, ctx.args.repeat
+    ours, baseline = ctx.ours(), ctx.baseline()
+    warmup = max(1, min(200, ops // 10))
+    ctx.say(f"commands: {ops:,} cancels per run, best of {repeat}, after {warmup} warm-up "
+            f"cancels; stores hold {ours.head():,} (ours) and {baseline.head():,} "
+            "(baseline) events")
+
+    cancel_ours(ctx, ours.take_live_jobs(warmup))
+    cancel_baseline(ctx, baseline.take_live_jobs(warmup))
+    ours_runs, baseline_runs = [], []
+    for run in range(1, repeat + 1):
+        # Interleaved, so drift (page cache, neighbours) hits both alike, and in
+        # turns first: a burst of synced commits slows the disk for the next one.
+        ours_jobs, baseline_jobs = ours.take_live_jobs(ops), baseline.take_live_jobs(ops)
+        pair = [(ours_runs, lambda jobs=ours_jobs: cancel_ours(ctx, jobs)),
+                (baseline_runs, lambda jobs=baseline_jobs: cancel_baseline(ctx, jobs))]
+        for runs, work in pair if run % 2 else reversed(pair):
+            runs.append(timed(work))
+        ctx.say(f"  run {run}: ours {ours_runs[-1][0]:,.0f} ops/s "
+                f"({ours_runs[-1][1]:,.0f} per CPU-second), baseline "
+                f"{baseline_runs[-1][0]:,.0f} ops/s ({baseline_runs[-1][1]:,.0f})")
+
+    ours_t, baseline_t = (Timing(tuple(wall for wall, _ in runs))
+                          for runs in (ours_runs, baseline_runs))
+    ours_cpu, baseline_cpu = (Timing(tuple(cpu for _, cpu in runs))
+                              for runs in (ours_runs, baseline_runs))
+    ctx.say(f"  ours:     {ours_t.describe('ops/s')}")
+    ctx.say(f"  baseline: {baseline_t.describe('ops/s')}")
+    ctx.say(f"  ours, CPU only:     {ours_cpu.describe('ops per CPU-second')}")
+    ctx.say(f"  baseline, CPU only: {baseline_cpu.describe('ops per CPU-second')}")
+    return [
+        Row("commands: cancel_job", ours_t.best, baseline_t.best, "ops/s", TARGET,
+            note="baseline: repository.get + job.cancel + save, stock Application"),
+        Row("  CPU only", ours_cpu.best, baseline_cpu.best, "ops/CPU-s", None,
+            note="the same runs by process CPU time: leaves out waiting for the disk"),
+    ]

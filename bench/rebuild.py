@@ -1,0 +1,68 @@
+"""`rebuild`: replaying the whole log into the read models, against reading it.
+
+Ours: `projections.runner.rebuild(app, views)` (reset, then pages of 1,000
+notifications decoded and applied with their tracking record), events/s.
+
+Baseline: paging through the whole notification log with
+`recorder.select_notifications(start, limit=1000, inclusive_of_start=False)`,
+no decoding: the floor no replay can beat. A third figure, the same read plus
+`app.mapper.to_domain_event` on every notification, shows how much of the gap
+is decoding and how much is writing the read models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.context import Context
+from bench.registry import Row, Timing, register, timed
+from projections.runner import rebuild as rebuild_views
+
+TARGET = 0.5
+PAGE = 1000
+
+
+def read_log(app: Any, decode: Callable[[Any], Any] | None = None) -> int:
+    """Page through the whole notification log; decode each one if asked."""
+    select = app.recorder.select_notifications
+    position, count = 0, 0
+    while True:
+        notifications = select(position, limit=PAGE, inclusive_of_start=False)
+        if not notifications:
+            return count
+        if decode is not None:
+            for notification in notifications:
+                decode(notification)
+        position = notifications[-1].id
+        count += len(notifications)
+
+
+@register("rebuild", "rebuild of the read models (events/s) against a raw read of the log")
+def rebuild(ctx: Context) -> list[Row]:
+    app, views, repeat = ctx.ours().app, ctx.views(), ctx.args.repeat
+    ctx.say(f"rebuild: the whole log of {ctx.ours().head():,} events, best of {repeat}")
+    read_log(app)  # warm the page cache for all three
+    raw, decoded, rebuilt = [], [], []
+    counts: set[int] = set()
+    for run in range(1, repeat + 1):
+        raw.append(timed(lambda: read_log(app)))
+        decoded.append(timed(lambda: read_log(app, app.mapper.to_domain_event)))
+        result = rebuild_views(app, views)  # as shipped: its default batch size
+        counts.add(result.events)
+        rebuilt.append(result.rate)
+        ctx.say(f"  run {run}: rebuild {rebuilt[-1]:,.0f} events/s, raw read "
+                f"{raw[-1]:,.0f}, read+decode {decoded[-1]:,.0f}")
+
+    raw_t, decoded_t, rebuilt_t = (Timing(tuple(r)) for r in (raw, decoded, rebuilt))
+    ctx.say(f"  rebuild:     {rebuilt_t.describe('events/s')}")
+    ctx.say(f"  raw read:    {raw_t.describe('events/s')}")
+    ctx.say(f"  read+decode: {decoded_t.describe('events/s')}")
+    ctx.say(f"  replayed {', '.join(f'{c:,}' for c in sorted(counts))} events; "
+            f"{views.count_jobs():,} jobs in the read model")
+    return [
+        Row("rebuild: read models", rebuilt_t.best, raw_t.best, "events/s", TARGET,
+            note="baseline: raw select_notifications paging, no decoding"),
+        Row("  read + decode only", decoded_t.best, raw_t.best, "events/s", None,
+            note="where the time goes: decoding share of the gap"),
+    ]
