@@ -25,11 +25,13 @@ run-scaled: $(STAMP)  ## PostgreSQL + Redis: 2 HTTP workers, a projection worker
 	SMARTSCHEDULER_REDIS_URL=$${SMARTSCHEDULER_REDIS_URL:-redis://127.0.0.1:6379/0} \
 	SCALED_PORT=$(PORT) $(BIN)/honcho -f Procfile.scaled start
 
-test: $(STAMP)  ## the whole suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+JOBS ?= auto
+
+test: $(STAMP)  ## the whole suite, on every core (JOBS=0 runs it in one process)
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## skip the slow tests
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check domain application projections web smartscheduler tests bench

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
-import threading
 from typing import Any
 
 import redis
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from projections.envelopes import envelope, groups_of
-from projections.runner import batches
-
-log = logging.getLogger(__name__)
+from projections.follower import LogFollower
 
 STREAM = "smartscheduler:events"
 CHANNEL_PREFIX = "smartscheduler:"
@@ -33,55 +29,26 @@ def channel(group: str) -> str:
     return f"{CHANNEL_PREFIX}{group}"
 
 
-class Relay:
+class Relay(LogFollower):
     """Follows the log and publishes each event to the Redis stream and channels."""
+
+    name = "relay"
+    quiet_errors = (redis.RedisError, OSError)
 
     def __init__(self, app: Any, redis_client: redis.Redis, *, batch_size: int = 200,
                  stream_maxlen: int | None = 1_000_000, max_backoff: float = 10.0) -> None:
-        self.app = app
+        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff)
         self.redis = redis_client
         self.tracking = app.factory.tracking_recorder()
-        self.batch_size = batch_size
         self.stream_maxlen = stream_maxlen
-        self.max_backoff = max_backoff
-        self.last_error: BaseException | None = None
-        self._stopping = threading.Event()
-        self._subscription: Any = None
-        self._thread: threading.Thread | None = None
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(TRACKING_NAME) or 0
 
-    def start(self) -> Relay:
-        self._thread = threading.Thread(target=self.run, name="relay", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._subscription is not None:
-            self._subscription.stop()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    @property
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def run(self) -> None:
-        backoff = 0.1
-        while not self._stopping.is_set():
-            try:
-                self._follow()
-                backoff = 0.1
-            except (redis.RedisError, OSError) as error:
-                self._failed(error, backoff, "Redis is unavailable")
-            except Exception as error:  # keep the position honest and try again
-                self._failed(error, backoff, "Publishing failed")
-            else:
-                continue
-            self._stopping.wait(backoff)
-            backoff = min(backoff * 2, self.max_backoff)
+    def handle(self, notifications: list[Notification]) -> bool:
+        to_event = self.app.mapper.to_domain_event
+        self.publish([(to_event(n), n.id) for n in notifications])
+        return True
 
     def publish(self, pairs: list[tuple[Any, int]]) -> None:
         """Publish (event, position) pairs in order, then record the last position."""
@@ -106,26 +73,3 @@ class Relay:
             if "equal or smaller" not in str(error):
                 raise
             # Already in the stream: published before a crash or by another relay.
-
-    def _follow(self) -> None:
-        subscription = self.app.recorder.subscribe(gt=self.position())
-        self._subscription = subscription
-        with subscription:
-            if self._stopping.is_set():
-                return
-            for notifications in batches(subscription, self.batch_size):
-                to_event = self.app.mapper.to_domain_event
-                self.publish([(to_event(n), n.id) for n in notifications])
-                if self.last_error is not None:
-                    log.info("Publishing again from position %s.", notifications[0].id)
-                    self.last_error = None
-
-    def _failed(self, error: BaseException, backoff: float, what: str) -> None:
-        self.last_error, previous = error, self.last_error
-        if previous is None or type(previous) is not type(error):
-            try:
-                position: int | str = self.position()
-            except Exception:  # the store is failing too: the thread must live on
-                position = "the recorded one"
-            log.warning("%s (%s); retrying from position %s in %.1fs", what, error,
-                        position, backoff)

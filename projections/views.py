@@ -7,6 +7,7 @@ redelivered one fails the tracking insert and the whole transaction rolls back.
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
@@ -15,13 +16,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    Notification,
+    Tracking,
+)
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
 
 from projections import assignments, jobs
 
 TRACKING_NAME = "Dispatch"
+SHADOW_SUFFIX = "_rebuild"
+"""Tables and tracking name of a read model being rebuilt beside the live one."""
+
+_TABLE_NAMES = re.compile(rf"\b({jobs.TABLE}|{assignments.TABLE})\b")
 
 
 Params = tuple[Any, ...]
@@ -78,6 +88,13 @@ def grouped(statements: Iterable[tuple[str, Params]]) -> Iterator[tuple[str, lis
     yield from groups.items()
 
 
+def decode(app: Any, notifications: Sequence[Notification],
+           tracking_name: str) -> list[tuple[Any, Tracking]]:
+    """Domain events from stored notifications, each with its tracking position."""
+    to_event = app.mapper.to_domain_event
+    return [(to_event(n), Tracking(tracking_name, n.id)) for n in notifications]
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
@@ -89,9 +106,11 @@ class DispatchViews:
 
     placeholder = "?"
     tracking_name = TRACKING_NAME
+    suffix = ""
 
     def _init_views(self) -> None:
         self._advanced = threading.Condition()
+        self._sql_cache: dict[str, str] = {}
 
     # Writing ---------------------------------------------------------------
 
@@ -103,21 +122,93 @@ class DispatchViews:
         if not events:
             return
         with self._transaction(commit=True) as c:
-            for sql, rows in grouped(_statements(events)):
-                c.executemany(self._sql(sql), rows)
-            self._insert_tracking(c, events[-1][1])  # type: ignore[attr-defined]
+            self._apply(c, events)
+            self._advance(c, events[0][1].notification_id, events[-1][1].notification_id)
         with self._advanced:
             self._advanced.notify_all()
+
+    def _apply(self, c: Any, events: Sequence[tuple[Any, Tracking]]) -> None:
+        for sql, rows in grouped(_statements(events)):
+            c.executemany(self._sql(sql), rows)
+
+    def _advance(self, c: Any, first: int, last: int) -> None:
+        """Record `last` as the position, if the position is still below `first`.
+
+        A batch applies only on top of the position it was read after, so a batch
+        that overlaps what is already applied (a redelivery, or a rebuild that
+        switched in meanwhile) changes nothing and raises IntegrityError.
+        """
+        c.execute(self._advance_sql(), {"name": self.tracking_name, "first": first,
+                                        "last": last})
+        if c.fetchone() is None:
+            raise IntegrityError(f"{self.tracking_name} is already at or past {first}")
 
     def process_event(self, event: Any, tracking: Tracking) -> None:
         self.process([(event, tracking)])
 
     def reset(self) -> None:
-        """Empty both read models and forget the position (before a rebuild)."""
+        """Empty both read models and forget the position."""
         with self._transaction(commit=True) as c:
             c.execute(self._sql(f"DELETE FROM {jobs.TABLE}"))
             c.execute(self._sql(f"DELETE FROM {assignments.TABLE}"))
             c.execute(self._delete_tracking_sql(), (self.tracking_name,))
+
+    # Rebuilding beside the live tables ---------------------------------------
+
+    def shadow(self) -> DispatchViews:
+        """The same read models under other table names, to rebuild into."""
+        twin = copy.copy(self)
+        twin.suffix = SHADOW_SUFFIX
+        twin.tracking_name = self.tracking_name + SHADOW_SUFFIX
+        twin._init_views()
+        return twin
+
+    def create_empty(self) -> None:
+        """(Re)create this model's tables, empty and without secondary indexes."""
+        with self._transaction(commit=True) as c:
+            for table in (jobs.TABLE, assignments.TABLE):
+                c.execute(self._sql(f"DROP TABLE IF EXISTS {table}"))
+            for sql in (*jobs.CREATE, *assignments.CREATE):
+                if not sql.startswith("CREATE INDEX"):
+                    c.execute(self._sql(sql))
+            c.execute(self._delete_tracking_sql(), (self.tracking_name,))
+
+    def switch_to(self, shadow: DispatchViews, app: Any) -> int:
+        """Make the shadow's tables the live ones, in one transaction.
+
+        Runners are held off meanwhile (a lock on the live tables); whatever they
+        applied beyond the shadow is applied to the shadow first, so the switch
+        loses nothing, and the position becomes the later of the two.
+        """
+        with self._transaction(commit=True) as c:
+            live = self._lock_for_switch(c)
+            built = shadow.position()
+            if live > built:
+                notifications = app.recorder.select_notifications(
+                    start=built, stop=live, limit=live - built, inclusive_of_start=False)
+                if notifications:
+                    shadow._apply(c, decode(app, notifications, shadow.tracking_name))
+            for table in (jobs.TABLE, assignments.TABLE):
+                c.execute(self._sql(f"DROP TABLE {table}"))
+                c.execute(f"ALTER TABLE {shadow._sql(table)} RENAME TO {table}")
+            for sql in (*jobs.CREATE, *assignments.CREATE):
+                if sql.startswith("CREATE INDEX"):
+                    c.execute(self._sql(sql))
+            position = max(live, built)
+            c.execute(self._delete_tracking_sql(), (self.tracking_name,))
+            c.execute(self._delete_tracking_sql(), (shadow.tracking_name,))
+            if position:
+                self._advance(c, position, position)
+        with self._advanced:
+            self._advanced.notify_all()
+        return position
+
+    def _lock_for_switch(self, c: Any) -> int:
+        """Take the write lock that keeps runners out; return the live position."""
+        c.execute(self._sql(f"DELETE FROM {jobs.TABLE} WHERE 1 = 0"))  # SQLite: RESERVED lock
+        c.execute(self._select_tracking_sql(), (self.tracking_name,))
+        row = c.fetchone()
+        return int(row["notification_id"]) if row else 0
 
     # Reading ---------------------------------------------------------------
 
@@ -191,10 +282,27 @@ class DispatchViews:
         return found
 
     def _sql(self, sql: str) -> str:
-        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+        """The statement for this backend and this model's table names (cached)."""
+        found = self._sql_cache.get(sql)
+        if found is None:
+            found = sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+            found = _TABLE_NAMES.sub(lambda m: self._table(m[1]), found)
+            self._sql_cache[sql] = found
+        return found
+
+    def _table(self, name: str) -> str:
+        return name + self.suffix
 
     def _delete_tracking_sql(self) -> str:
         return "DELETE FROM tracking WHERE application_name = ?"
+
+    def _select_tracking_sql(self) -> str:
+        return "SELECT notification_id FROM tracking WHERE application_name = ?"
+
+    def _advance_sql(self) -> str:
+        return ("INSERT INTO tracking VALUES (:name, :last) "
+                "ON CONFLICT (application_name) DO UPDATE SET notification_id = :last "
+                "WHERE tracking.notification_id < :first RETURNING notification_id")
 
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Any]:
@@ -216,23 +324,37 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
     placeholder = "%s"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("tracking_table_name", "dispatch_views_tracking")
         super().__init__(datastore, **kwargs)
-        self._init_views()
         # The read-model tables live in the datastore's schema, like the tracking
         # table: unqualified names would resolve through search_path (to public).
         self._schema = '"' + self.datastore.schema.replace('"', '""') + '"'
-        self._tables = re.compile(rf"\b({jobs.TABLE}|{assignments.TABLE})\b")
+        self._tracking = f'{self._schema}."{self.tracking_table_name}"'
+        self._init_views()
         from psycopg.sql import SQL
         self.sql_create_statements.extend(SQL(self._sql(s)) for s in [  # type: ignore[misc]
             *jobs.CREATE, *assignments.CREATE])
 
-    def _sql(self, sql: str) -> str:
-        return self._tables.sub(lambda m: f"{self._schema}.{m[1]}", super()._sql(sql))
+    def _table(self, name: str) -> str:
+        return f"{self._schema}.{name}{self.suffix}"
 
     def _delete_tracking_sql(self) -> str:
-        return (f"DELETE FROM {self.datastore.schema}.{self.tracking_table_name} "
-                "WHERE application_name = %s")
+        return f"DELETE FROM {self._tracking} WHERE application_name = %s"
+
+    def _select_tracking_sql(self) -> str:
+        return (f"SELECT notification_id FROM {self._tracking} "
+                "WHERE application_name = %s FOR UPDATE")
+
+    def _advance_sql(self) -> str:
+        return (f"INSERT INTO {self._tracking} VALUES (%(name)s, %(last)s) "
+                "ON CONFLICT (application_name) DO UPDATE SET notification_id = %(last)s "
+                f"WHERE {self._tracking}.notification_id < %(first)s "
+                "RETURNING notification_id")
+
+    def _lock_for_switch(self, c: Any) -> int:
+        # Tables first, then the tracking row: the order a runner takes them in.
+        c.execute(f"LOCK TABLE {self._table(jobs.TABLE)}, "
+                  f"{self._table(assignments.TABLE)} IN ACCESS EXCLUSIVE MODE")
+        return super()._lock_for_switch(c)
 
 
 def views_for(factory: InfrastructureFactory[Any]) -> DispatchViews:

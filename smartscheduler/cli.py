@@ -149,6 +149,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     try:
         head, position = services.app.head_position(), services.views.position()
         print(f"read models: position {position:,} of {head:,} (lag {head - position:,})")
+        rebuilding = services.views.shadow().position()
+        if rebuilding:
+            print(f"rebuild:     position {rebuilding:,} of {head:,} (in progress)")
         relay = services.app.factory.tracking_recorder().max_tracking_id("Relay")
         if relay is not None:
             print(f"relay:       position {relay:,} of {head:,} (lag {head - relay:,})")

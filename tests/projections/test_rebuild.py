@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,7 +106,7 @@ def test_a_rebuild_of_an_empty_log_empties_the_views(services, app):
 
 
 def test_a_new_runner_resumes_from_the_recorded_position(services, app, caplog):
-    caplog.set_level(logging.WARNING, logger="projections.runner")
+    caplog.set_level(logging.WARNING, logger="projections.follower")
     jobs_in_every_state(app)
     assert services.views.wait_for(app.head_position(), timeout=10)
     services.runner.stop()
@@ -125,7 +126,7 @@ def test_a_new_runner_resumes_from_the_recorded_position(services, app, caplog):
         runner.stop()
     assert not runner.is_running
     assert runner.last_error is None
-    assert not [r for r in caplog.records if r.name == "projections.runner"]
+    assert not [r for r in caplog.records if r.name == "projections.follower"]
     resumed = read_all(services.views)
 
     rebuild(app, services.views)
@@ -343,3 +344,63 @@ def test_the_sqlite_subscription_starts_after_the_given_position(sqlite_url, gt)
         assert ids == list(range((gt or 0) + 1, 5))
     finally:
         app.close()
+
+
+def test_a_rebuild_while_commands_and_the_runner_go_on_loses_and_repeats_nothing(services, app):
+    jobs_in_every_state(app)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            try:
+                created = app.create_job(request(), **job_fields())
+                app.assign(request(), created.job.id, contractor_id=uuid4(), **slot())
+                app.cancel_job(request(), created.job.id, reason="racing a rebuild")
+            except BaseException as error:  # surfaced below
+                failures.append(error)
+                return
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        for _ in range(3):
+            rebuild(app, services.views, batch_size=7)
+    finally:
+        stop.set()
+        writer.join()
+
+    assert failures == []
+    assert services.views.wait_for(app.head_position(), timeout=20)
+    _assert_views_match_the_aggregates(app, services.views)
+    assert services.runner.is_running
+
+
+def test_a_rebuild_keeps_the_live_read_models_readable_until_it_switches(services, app):
+    jobs_in_every_state(app)
+    assert services.views.wait_for(app.head_position(), timeout=10)
+    before = read_all(services.views)
+    seen_during: list[dict[str, Any]] = []
+
+    rebuild(app, services.views, batch_size=2,
+            progress=lambda done, head: seen_during.append(read_all(services.views)))
+
+    assert seen_during and all(seen == before for seen in seen_during)
+    assert read_all(services.views) == before
+
+
+def test_a_batch_that_overlaps_the_recorded_position_is_refused_whole(services, app):
+    jobs_in_every_state(app)
+    assert services.views.wait_for(app.head_position(), timeout=10)
+    services.runner.stop()
+    position = services.views.position()
+    before = read_all(services.views)
+    more = app.create_job(request(), **job_fields())
+    overlapping = _notifications(app)[position - 2:]
+
+    with pytest.raises(IntegrityError):
+        services.views.process(decode(app, overlapping, services.views.tracking_name))
+
+    assert read_all(services.views) == before
+    assert services.views.position() == position
+    assert services.views.get_job(str(more.job.id)) is None
