@@ -343,11 +343,12 @@ class Scaled:
 @pytest.fixture
 def scaled(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
            ) -> Iterator[Scaled]:
-    """Server A (with the read models) and server B on one fresh PostgreSQL schema,
-    a relay process, and a private Redis; no server relays by itself."""
+    """The scaled topology: servers A and B on one fresh PostgreSQL schema, a
+    projection worker, a relay and a private Redis; the servers only serve."""
     redis_server = start_private_redis(tmp_path / "redis")
     common = {"SMARTSCHEDULER_REDIS_URL": redis_server.url,
               "SMARTSCHEDULER_EMBEDDED_RELAY": "false",
+              "SMARTSCHEDULER_EMBEDDED_PROJECTIONS": "false",
               "SMARTSCHEDULER_SSE_HEARTBEAT": "1"}
     logs: list[tuple[str, Callable[[], str]]] = [("redis", redis_server.log)]
     request.node.server_log = lambda: "\n".join(
@@ -355,9 +356,9 @@ def scaled(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
     servers: list[Server] = []
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name, projections in (("a", "true"), ("b", "false")):
-            server = start_server(database_url, tmp_path, name=f"server-{name}", env={
-                **common, "SMARTSCHEDULER_EMBEDDED_PROJECTIONS": projections})
+        for name in ("a", "b"):
+            server = start_server(database_url, tmp_path, name=f"server-{name}",
+                                  env=common)
             servers.append(server)
             processes.append(server.process)
             logs.append((f"server {name.upper()}", server.log))
@@ -368,6 +369,11 @@ def scaled(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
             ready="Relay: publishing from position")
         processes.append(relay.process)
         logs.append(("relay", relay.log))
+        projector = start_worker(["projections", "run"], {
+            "SMARTSCHEDULER_DATABASE_URL": database_url}, tmp_path, "projections",
+            ready="Read models: following the log")
+        processes.append(projector.process)
+        logs.append(("projections", projector.log))
         yield Scaled(servers[0], servers[1], relay, redis_server)
     finally:
         for server in servers:
@@ -397,7 +403,7 @@ def test_a_cancel_sent_to_one_server_reaches_an_sse_client_of_another_through_re
         entries = redis_client.xrange(STREAM, event.id, event.id)
     assert [(entry_id.decode(), json.loads(fields[b"event"]))
             for entry_id, fields in entries] == [(f"{event.id}-0", event.data)]
-    # And server A's read models (server B runs none) show the job cancelled.
+    # And the projection worker's read models, read through B, show it cancelled.
     listed = scaled.b.client().get("/api/jobs?status=Cancelled")
     assert listed.status == 200, listed.body
     assert [j["id"] for j in listed.body] == [job["id"]]
