@@ -84,9 +84,14 @@ class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
         return SQLiteSubscription(recorder=self, gt=gt, topics=topics)
 
 
-def eventsourcing_env(database_url: str) -> dict[str, str]:
+POOL_SIZES = {"web": (10, 20), "worker": (3, 3)}
+"""PostgreSQL connections per process role: (kept open, extra under a burst)."""
+
+
+def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, str]:
     """Map `sqlite:///path` or `postgresql://user:pass@host:port/db` onto the
-    library's environment settings."""
+    library's environment settings. `pool_size` and `max_overflow` in the URL's
+    query override the defaults of the process role (POOL_SIZES)."""
     url = urlsplit(database_url)
     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
     if url.scheme == "sqlite":
@@ -109,8 +114,8 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_POOL_SIZE": query.get("pool_size", "5"),
-            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", "10"),
+            "POSTGRES_POOL_SIZE": query.get("pool_size", str(POOL_SIZES[role][0])),
+            "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", str(POOL_SIZES[role][1])),
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"]

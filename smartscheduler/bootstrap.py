@@ -14,9 +14,10 @@ from projections.runner import ViewsRunner
 from projections.views import DispatchViews, views_for
 
 
-def build_dispatch(settings: Settings) -> Dispatch:
+def build_dispatch(settings: Settings, *, role: str = "worker") -> Dispatch:
+    """The Dispatch application; `role` ("web" or "worker") sizes its pool."""
     prepare_database(settings.database_url)
-    return Dispatch(env=eventsourcing_env(settings.database_url))
+    return Dispatch(env=eventsourcing_env(settings.database_url, role=role))
 
 
 def redis_client(url: str) -> Any:
@@ -48,7 +49,7 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
                    run_relay: bool | None = None, realtime: bool = False) -> Services:
     """The application and its read models, plus the workers this process runs:
     the read-model runner, the relay to Redis, and the realtime hub."""
-    app = build_dispatch(settings)
+    app = build_dispatch(settings, role="web" if realtime else "worker")
     services = Services(settings, app, views_for(app.factory))
     if settings.embedded_projections if run_projections is None else run_projections:
         services.runner = ViewsRunner(app, services.views).start()
