@@ -503,3 +503,13 @@ def test_of_concurrent_cancels_exactly_one_succeeds(
     assert sorted(statuses, key=str) == sorted([(200, None)] + [losers] * 7, key=str)
     assert [e["type"] for e in history(job_id)].count("JobCancelled") == 1
     assert [e["type"] for e in history(job_id)].count("AssignmentCancelled") == 4
+
+
+def test_a_json_null_body_counts_as_no_body(client, dispatcher, create_job):
+    job = create_job()
+
+    response = client.post(f"/api/jobs/{job['id']}/cancel", data="null",
+                           headers={**dispatcher, "Content-Type": "application/json"})
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["cancellation"]["reasonCode"] == "Other"

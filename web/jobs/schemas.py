@@ -81,13 +81,21 @@ def reason_field() -> fields.Field:
                    metadata={"description": "1 to 500 characters after trimming"})
 
 
-class CancelSchema(Strict):
+class OptionalBody(Strict):
+    """A body that may be left out; a JSON null counts as left out."""
+
+    @ma.pre_load
+    def _null_is_empty(self, data: Any, **_: Any) -> Any:
+        return {} if data is None else data
+
+
+class CancelSchema(OptionalBody):
     reason = reason_field()
     reason_code = fields.String(data_key="reasonCode", load_default="Other",
                                 validate=validate.OneOf(REASON_CODES))
 
 
-class CancelAssignmentSchema(Strict):
+class CancelAssignmentSchema(OptionalBody):
     reason = reason_field()
 
 
