@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -134,11 +135,22 @@ def redacted(database_url: str) -> str:
     return url._replace(netloc=netloc).geturl()
 
 
-def prepare_database(database_url: str) -> None:
-    """Create the PostgreSQL schema named in the URL (`?schema=`) if it is missing."""
+STORAGE_LOCK_KEY = 0x5353_4348_4544  # "SSCHED": one advisory lock per database
+"""PostgreSQL advisory lock held while a process creates or checks its tables."""
+
+
+@contextmanager
+def storage_lock(database_url: str) -> Iterator[None]:
+    """Hold the database's storage lock, with the URL's schema created if missing.
+
+    eventsourcing and the read models run CREATE ... IF NOT EXISTS (and CREATE OR
+    REPLACE FUNCTION) whenever a process starts; PostgreSQL fails such statements
+    when processes run them at the same moment ("tuple concurrently updated"), so
+    processes take turns. SQLite serialises them itself.
+    """
     env = eventsourcing_env(database_url)
-    schema = env.get("POSTGRES_SCHEMA")
-    if not schema:
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        yield
         return
     import psycopg
     from psycopg import sql
@@ -148,5 +160,17 @@ def prepare_database(database_url: str) -> None:
         port=int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
         password=env["POSTGRES_PASSWORD"] or None, autocommit=True,
     ) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-            sql.Identifier(schema)))
+        connection.execute("SELECT pg_advisory_lock(%s)", (STORAGE_LOCK_KEY,))
+        try:
+            if env.get("POSTGRES_SCHEMA"):
+                connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(env["POSTGRES_SCHEMA"])))
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (STORAGE_LOCK_KEY,))
+
+
+def prepare_database(database_url: str) -> None:
+    """Create the PostgreSQL schema named in the URL (`?schema=`) if it is missing."""
+    with storage_lock(database_url):
+        pass

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from application.dispatch import Dispatch
-from application.persistence import eventsourcing_env, prepare_database
+from application.persistence import eventsourcing_env, storage_lock
 from application.settings import Settings
 from projections.hub import Hub
 from projections.relay import Relay
@@ -16,8 +16,8 @@ from projections.views import DispatchViews, views_for
 
 def build_dispatch(settings: Settings, *, role: str = "worker") -> Dispatch:
     """The Dispatch application; `role` ("web" or "worker") sizes its pool."""
-    prepare_database(settings.database_url)
-    return Dispatch(env=eventsourcing_env(settings.database_url, role=role))
+    with storage_lock(settings.database_url):
+        return Dispatch(env=eventsourcing_env(settings.database_url, role=role))
 
 
 def redis_client(url: str) -> Any:
@@ -49,12 +49,17 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
                    run_relay: bool | None = None, realtime: bool = False) -> Services:
     """The application and its read models, plus the workers this process runs:
     the read-model runner, the relay to Redis, and the realtime hub."""
-    app = build_dispatch(settings, role="web" if realtime else "worker")
-    services = Services(settings, app, views_for(app.factory))
+    role = "web" if realtime else "worker"
+    relay = settings.embedded_relay if run_relay is None else run_relay
+    with storage_lock(settings.database_url):  # every table this process uses
+        app = Dispatch(env=eventsourcing_env(settings.database_url, role=role))
+        services = Services(settings, app, views_for(app.factory))
+        if relay and settings.redis_url:
+            services.relay = Relay(app, redis_client(settings.redis_url))
     if settings.embedded_projections if run_projections is None else run_projections:
         services.runner = ViewsRunner(app, services.views).start()
-    if settings.redis_url and (settings.embedded_relay if run_relay is None else run_relay):
-        services.relay = Relay(app, redis_client(settings.redis_url)).start()
+    if services.relay is not None:
+        services.relay.start()
     if realtime:
         services.hub = Hub(app, settings.redis_url).start()
     return services

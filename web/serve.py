@@ -39,14 +39,9 @@ def prepare_storage(settings: Settings) -> None:
     CREATE SCHEMA/TABLE IF NOT EXISTS (a unique violation in the catalog), and
     gunicorn stops the whole server when a worker fails to boot.
     """
-    from projections.views import views_for
-    from smartscheduler.bootstrap import build_dispatch
+    from smartscheduler.bootstrap import build_services
 
-    app = build_dispatch(settings)
-    try:
-        views_for(app.factory)
-    finally:
-        app.close()
+    build_services(settings, run_projections=False, run_relay=False).close()
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
