@@ -166,6 +166,10 @@ class Hub:
             for n in subscription:
                 if self._stopping.is_set():
                     return
+                if not self._subscribers:  # nobody listens: just keep the position
+                    with self._delivery:
+                        self.position = max(self.position, n.id)
+                    continue
                 self.deliver(envelope(to_event(n), n.id))
 
     def _follow_redis(self) -> None:
