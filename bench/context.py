@@ -141,6 +141,10 @@ class Context:
             self._baseline.fill(self.events)
         return self._baseline
 
+    def head(self) -> int | None:
+        """Events in the shared store, or None when no benchmark of the run used it."""
+        return self._ours.head() if self._ours is not None else None
+
     def views(self) -> DispatchViews:
         if self._views is None:
             self._views = views_for(self.ours().app.factory)

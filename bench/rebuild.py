@@ -1,7 +1,8 @@
 """`rebuild`: replaying the whole log into the read models, against reading it.
 
-Ours: `projections.runner.rebuild(app, views)` (reset, then pages of 1,000
-notifications decoded and applied with their tracking record), events/s.
+Ours: `projections.runner.rebuild(app, views)` (pages of 1,000 notifications
+decoded and applied, with their tracking record, to new tables beside the live
+ones, then the switch that makes them live), events/s.
 
 Baseline: paging through the whole notification log with
 `recorder.select_notifications(start, limit=1000, inclusive_of_start=False)`,
