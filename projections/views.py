@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -180,12 +181,13 @@ class DispatchViews:
         applied beyond the shadow is applied to the shadow first, so the switch
         loses nothing, and the position becomes the later of the two.
         """
-        with self._transaction(commit=True) as c:
+        with self._switch_transaction() as c:
             live = self._lock_for_switch(c)
-            built = shadow.position()
+            c.execute(self._select_tracking_sql(), (shadow.tracking_name,))
+            row = c.fetchone()
+            built = int(row["notification_id"]) if row else 0
             if live > built:
-                notifications = app.recorder.select_notifications(
-                    start=built, stop=live, limit=live - built, inclusive_of_start=False)
+                notifications = self._read_log(c, app, built, live)
                 if notifications:
                     shadow._apply(c, decode(app, notifications, shadow.tracking_name))
             for table in (jobs.TABLE, assignments.TABLE):
@@ -309,6 +311,14 @@ class DispatchViews:
         with self.datastore.transaction(commit=commit) as c:  # type: ignore[attr-defined]
             yield c
 
+    def _switch_transaction(self) -> Any:
+        return self._transaction(commit=True)
+
+    def _read_log(self, c: Any, app: Any, after: int, upto: int) -> Sequence[Notification]:
+        """The notifications after `after` up to `upto`, read during the switch."""
+        return app.recorder.select_notifications(
+            start=after, stop=upto, limit=upto - after, inclusive_of_start=False)
+
 
 class SQLiteDispatchViews(DispatchViews, SQLiteTrackingRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
@@ -318,6 +328,38 @@ class SQLiteDispatchViews(DispatchViews, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *jobs.CREATE,
                 *assignments.CREATE]
+
+    def _read_log(self, c: Any, app: Any, after: int, upto: int) -> Sequence[Notification]:
+        # Through the switch's own connection: see _switch_transaction.
+        recorder = app.recorder
+        c.execute(f"SELECT rowid, * FROM {recorder.events_table_name} "
+                  "WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto))
+        return [Notification(id=row["rowid"],
+                             originator_id=recorder.convert_originator_id(row["originator_id"]),
+                             originator_version=row["originator_version"],
+                             topic=row["topic"], state=row["state"])
+                for row in c.fetchall()]
+
+    @contextmanager
+    def _switch_transaction(self) -> Iterator[Any]:
+        # A connection of its own, outside the pool, and no pool connection taken
+        # while it holds the write lock: a thread queued in the pool for the writer
+        # would make such a request wait until the pool's timeout.
+        pool = self.datastore.pool
+        connection = sqlite3.connect(pool.db_name, uri=True, isolation_level=None,
+                                     timeout=pool.lock_timeout or 30)
+        connection.row_factory = sqlite3.Row
+        try:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            connection.close()
 
 
 class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
