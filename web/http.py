@@ -59,7 +59,7 @@ def request_id() -> str:
     return given if REQUEST_ID.match(given) else str(uuid.uuid4())
 
 
-def command_request(body: Any = None) -> Request:
+def command_request() -> Request:
     """The Request a command records: actor, request id, idempotency key, fingerprint."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
