@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.job import Actor, Request
+from domain.job import Actor, Job, Request
 
 NOW = datetime(2030, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -48,3 +48,32 @@ def job_fields(**overrides: Any) -> dict[str, Any]:
 def slot(hours_from_start: int = 0, length_hours: int = 2) -> dict[str, datetime]:
     start = NOW + timedelta(hours=hours_from_start)
     return {"start_utc": start, "end_utc": start + timedelta(hours=length_hours)}
+
+
+def new_job(**overrides: Any) -> Job:
+    """A Job aggregate, not saved."""
+    return Job.create(request=request(), **job_fields(**overrides))
+
+
+def cancelled_job_with_two_assignments() -> tuple[Job, list[tuple[UUID, UUID]]]:
+    """A Job aggregate (not saved) assigned twice and cancelled, with its
+    (assignment id, contractor id) pairs."""
+    job = new_job(region="North")
+    first_contractor, second_contractor = uuid4(), uuid4()
+    first = job.assign(request=request(), contractor_id=first_contractor, **slot())
+    second = job.assign(request=request(), contractor_id=second_contractor, **slot(2))
+    job.cancel(request=request(dispatcher("d-9")), reason="Customer called",
+               reason_code="CustomerRequest")
+    return job, [(first, first_contractor), (second, second_contractor)]
+
+
+def cancelled_job(app: Any, region: str = "North",
+                  contractors: tuple[UUID, ...] = ()) -> UUID:
+    """A job saved through `app`: created, assigned to each contractor and
+    cancelled (2 + 2n events)."""
+    job_id = app.create_job(request(), **job_fields(region=region)).job.id
+    for hours, contractor_id in enumerate(contractors):
+        app.assign(request(), job_id, contractor_id=contractor_id, **slot(hours * 2))
+    app.cancel_job(request(), job_id, reason="Customer called",
+                   reason_code="CustomerRequest")
+    return job_id

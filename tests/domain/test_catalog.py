@@ -16,23 +16,13 @@ from domain.catalog import (
     job_document,
     to_json,
 )
-from domain.job import Job
-from tests.factories import NOW, dispatcher, job_fields, request, slot
-
-
-def new_job(**overrides) -> Job:
-    return Job.create(request=request(), **job_fields(**overrides))
-
-
-def cancelled_job_with_two_assignments():
-    job = new_job(region="North")
-    first_contractor, second_contractor = uuid4(), uuid4()
-    first = job.assign(request=request(), contractor_id=first_contractor, **slot())
-    second = job.assign(request=request(), contractor_id=second_contractor, **slot(2))
-    job.cancel(request=request(dispatcher("d-9")), reason="Customer called",
-               reason_code="CustomerRequest")
-    return job, [(first, first_contractor), (second, second_contractor)]
-
+from tests.factories import (
+    NOW,
+    cancelled_job_with_two_assignments,
+    new_job,
+    request,
+    slot,
+)
 
 # format_time ----------------------------------------------------------------
 

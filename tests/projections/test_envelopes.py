@@ -12,21 +12,12 @@ from domain.catalog import event_data, event_type, format_time
 from domain.job import Job
 from projections.envelopes import contractors_of, envelope, groups_of, region_of
 from smartscheduler.bootstrap import build_dispatch
-from tests.factories import dispatcher, job_fields, request, slot
-
-
-def new_job(**overrides) -> Job:
-    return Job.create(request=request(), **job_fields(**overrides))
-
-
-def cancelled_job_with_two_assignments():
-    job = new_job(region="North")
-    first_contractor, second_contractor = uuid4(), uuid4()
-    first = job.assign(request=request(), contractor_id=first_contractor, **slot())
-    second = job.assign(request=request(), contractor_id=second_contractor, **slot(2))
-    job.cancel(request=request(dispatcher("d-9")), reason="Customer called",
-               reason_code="CustomerRequest")
-    return job, [(first, first_contractor), (second, second_contractor)]
+from tests.factories import (
+    cancelled_job_with_two_assignments,
+    new_job,
+    request,
+    slot,
+)
 
 
 def envelopes_of(job: Job, first_position: int = 1) -> list[dict]:

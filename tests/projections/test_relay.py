@@ -27,7 +27,7 @@ from projections.envelopes import contractors_of, region_of
 from projections.hub import read_log
 from projections.relay import STREAM, TRACKING_NAME, Relay, channel
 from smartscheduler.bootstrap import build_dispatch, redis_client
-from tests.factories import job_fields, request, slot
+from tests.factories import cancelled_job, job_fields, request
 from tests.redis_server import (
     RedisServer,
     free_port,
@@ -84,17 +84,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) 
         if time.monotonic() > deadline:
             pytest.fail(f"Gave up after {timeout:.0f}s waiting until {what}")
         time.sleep(0.02)
-
-
-def cancelled_job(app: Dispatch, region: str = "North",
-                  contractors: tuple[UUID, ...] = ()) -> UUID:
-    """A job created, assigned to each contractor and cancelled: 2 + 2n events."""
-    job_id = app.create_job(request(), **job_fields(region=region)).job.id
-    for hours, contractor_id in enumerate(contractors):
-        app.assign(request(), job_id, contractor_id=contractor_id, **slot(hours * 2))
-    app.cancel_job(request(), job_id, reason="Customer called",
-                   reason_code="CustomerRequest")
-    return job_id
 
 
 def commit_jobs(app: Dispatch, count: int) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 from flask import Flask
@@ -22,7 +22,7 @@ from application.dispatch import Dispatch
 from application.settings import Settings
 from projections.envelopes import contractors_of
 from projections.hub import read_log
-from tests.factories import job_fields, request, slot
+from tests.factories import cancelled_job, job_fields, request, slot
 from tests.web.conftest import assert_problem, job_body
 from web import create_app
 
@@ -158,17 +158,6 @@ def streams(flask_app: Flask) -> Iterator[Streams]:
 @pytest.fixture
 def app(flask_app: Flask) -> Dispatch:
     return flask_app.extensions["smartscheduler"].app
-
-
-def cancelled_job(app: Dispatch, region: str = "North",
-                  contractors: tuple[UUID, ...] = ()) -> UUID:
-    """Created, assigned to each contractor, cancelled: 2 + 2n events."""
-    job_id = app.create_job(request(), **job_fields(region=region)).job.id
-    for hours, contractor_id in enumerate(contractors):
-        app.assign(request(), job_id, contractor_id=contractor_id, **slot(hours * 2))
-    app.cancel_job(request(), job_id, reason="Customer called",
-                   reason_code="CustomerRequest")
-    return job_id
 
 
 def store_envelopes(app: Dispatch) -> list[dict[str, Any]]:
