@@ -11,8 +11,8 @@ class JobNotFound(DomainError):
     """Raised when no job has the given id (or the actor may not see it)."""
 
     def __init__(self, job_id: UUID | str) -> None:
-        super().__init__(f"No job {job_id}.")
-        self.job_id_text = str(job_id)
+        super().__init__(f"No job {job_id}.",
+                         job_id=job_id if isinstance(job_id, UUID) else None)
 
 
 class VersionNotFound(DomainError):

@@ -25,6 +25,7 @@ class Settings:
     read_your_writes_timeout: float = 5.0
     sse_heartbeat: float = 15.0
     max_streams: int = 100
+    stuck_after: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,4 +78,5 @@ class Settings:
             read_your_writes_timeout=float(get("READ_YOUR_WRITES_TIMEOUT") or 5.0),
             sse_heartbeat=float(get("SSE_HEARTBEAT") or 15.0),
             max_streams=int(get("MAX_STREAMS") or 100),
+            stuck_after=float(get("STUCK_AFTER") or 30.0),
         )

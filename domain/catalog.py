@@ -7,7 +7,7 @@ read.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -27,9 +27,23 @@ _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "request
                     "originator_topic"}
 
 
+_EARLIEST_TEXT = "0001-01-01T00:00:00.000000Z"
+_LATEST_TEXT = "9999-12-31T23:59:59.999999Z"
+
+
 def format_time(value: datetime) -> str:
-    """ISO 8601 in UTC with a Z suffix, always with microseconds (sortable)."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC with a Z suffix, always with microseconds (sortable).
+
+    Total, so that no stored event can stop a reader: an instant whose UTC value
+    lies beyond what Python can hold (accepted before the edge refused it, e.g.
+    0001-01-01T00:00:00+01:00) is shown as the nearest representable instant.
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        offset = value.utcoffset() or timedelta(0)
+        return _EARLIEST_TEXT if offset > timedelta(0) else _LATEST_TEXT
+    return utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def to_json(value: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -136,9 +136,17 @@ class Assignment:
         return self.status in LIVE
 
 
-def _require_aware(value: datetime, name: str) -> None:
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
+"""The instants a job may name: every reader can bring them to UTC and back."""
+
+
+def _require_instant(value: datetime, name: str) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidJob(f"{name} must carry a UTC offset.", field=name)
+    if not EARLIEST <= value <= LATEST:
+        raise InvalidJob(f"{name} must fall between 1970-01-01T00:00:00Z and "
+                         "9999-12-30T23:59:59Z.", field=name)
 
 
 class Job(Aggregate):
@@ -290,8 +298,8 @@ class Job(Aggregate):
         id: UUID | None = None,
     ) -> Job:
         request.actor.require_staff()
-        _require_aware(window_start, "serviceWindow.start")
-        _require_aware(window_end, "serviceWindow.end")
+        _require_instant(window_start, "serviceWindow.start")
+        _require_instant(window_end, "serviceWindow.end")
         if window_end <= window_start:
             raise InvalidJob("The service window must end after it starts.",
                              field="serviceWindow")
@@ -310,8 +318,8 @@ class Job(Aggregate):
     def assign(self, *, request: Request, contractor_id: UUID, start_utc: datetime,
                end_utc: datetime, assignment_id: UUID | None = None) -> UUID:
         request.actor.require_staff()
-        _require_aware(start_utc, "startUtc")
-        _require_aware(end_utc, "endUtc")
+        _require_instant(start_utc, "startUtc")
+        _require_instant(end_utc, "endUtc")
         if end_utc <= start_utc:
             raise InvalidJob("endUtc must be after startUtc.", field="endUtc")
         if self.is_terminal:

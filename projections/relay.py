@@ -18,7 +18,7 @@ import redis
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from projections.envelopes import envelope, groups_of
-from projections.follower import LogFollower
+from projections.follower import FailureRecord, LogFollower
 
 STREAM = "smartscheduler:events"
 CHANNEL_PREFIX = "smartscheduler:"
@@ -33,17 +33,23 @@ class Relay(LogFollower):
     """Follows the log and publishes each event to the Redis stream and channels."""
 
     name = "relay"
-    quiet_errors = (redis.RedisError, OSError)
+    infrastructure_errors = (*LogFollower.infrastructure_errors, redis.ConnectionError,
+                             redis.TimeoutError)
 
     def __init__(self, app: Any, redis_client: redis.Redis, *, batch_size: int = 200,
-                 stream_maxlen: int | None = 1_000_000, max_backoff: float = 10.0) -> None:
-        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff)
+                 stream_maxlen: int | None = 1_000_000, max_backoff: float = 10.0,
+                 status: FailureRecord | None = None) -> None:
+        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff,
+                         status=status)
         self.redis = redis_client
         self.tracking = app.factory.tracking_recorder()
         self.stream_maxlen = stream_maxlen
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(TRACKING_NAME) or 0
+
+    def check(self) -> None:
+        self.redis.ping()
 
     def handle(self, notifications: list[Notification]) -> bool:
         to_event = self.app.mapper.to_domain_event

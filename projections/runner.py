@@ -16,11 +16,11 @@ from projections.views import DispatchViews, decode
 class ViewsRunner(LogFollower):
     """Keeps the read models current: applies each new batch of events to them."""
 
-    name = "views-runner"
+    name = "read_models"
 
     def __init__(self, app: Any, views: DispatchViews, *, batch_size: int = 500,
                  max_backoff: float = 30.0) -> None:
-        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff)
+        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff, status=views)
         self.views = views
 
     def position(self) -> int:

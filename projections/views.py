@@ -26,7 +26,8 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
 
-from projections import assignments, jobs
+from projections import assignments, jobs, status
+from projections.status import Failure
 
 TRACKING_NAME = "Dispatch"
 SHADOW_SUFFIX = "_rebuild"
@@ -130,7 +131,11 @@ class DispatchViews:
 
     def _apply(self, c: Any, events: Sequence[tuple[Any, Tracking]]) -> None:
         for sql, rows in grouped(_statements(events)):
-            c.executemany(self._sql(sql), rows)
+            c.executemany(self._sql(sql), self._storable(rows))
+
+    def _storable(self, rows: list[Params]) -> list[Params]:
+        """The rows as this backend can store them (see PostgresDispatchViews)."""
+        return rows
 
     def _advance(self, c: Any, first: int, last: int) -> None:
         """Record `last` as the position, if the position is still below `first`.
@@ -215,7 +220,11 @@ class DispatchViews:
     # Reading ---------------------------------------------------------------
 
     def position(self) -> int:
-        return self.max_tracking_id(self.tracking_name) or 0  # type: ignore[attr-defined]
+        return self.position_of(self.tracking_name)
+
+    def position_of(self, tracking_name: str) -> int:
+        """The position recorded under `tracking_name` (0 when none)."""
+        return self.max_tracking_id(tracking_name) or 0  # type: ignore[attr-defined]
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the read models have applied `position`; False on timeout."""
@@ -268,6 +277,21 @@ class DispatchViews:
     def count_jobs(self) -> int:
         return self.list_jobs(page_size=1).total
 
+    # The followers' failures (projections.status) ----------------------------
+
+    def record_failure(self, name: str, failure: Failure | None) -> None:
+        """Record a follower's failure; None when it has moved on."""
+        with self._transaction(commit=True) as c:
+            if failure is None:
+                c.execute(self._status_sql(status.DELETE), (name,))
+            else:
+                c.execute(self._status_sql(status.UPSERT), failure.row(name))
+
+    def failures(self) -> dict[str, Failure]:
+        with self._transaction(commit=False) as c:
+            c.execute(self._status_sql(status.SELECT))
+            return {row["name"]: Failure.from_row(row) for row in c.fetchall()}
+
     # Internals -------------------------------------------------------------
 
     def _assignments_of(self, c: Any, job_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -294,6 +318,9 @@ class DispatchViews:
 
     def _table(self, name: str) -> str:
         return name + self.suffix
+
+    def _status_sql(self, sql: str) -> str:
+        return sql
 
     def _delete_tracking_sql(self) -> str:
         return "DELETE FROM tracking WHERE application_name = ?"
@@ -327,7 +354,7 @@ class SQLiteDispatchViews(DispatchViews, SQLiteTrackingRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *jobs.CREATE,
-                *assignments.CREATE]
+                *assignments.CREATE, status.CREATE]
 
     def _read_log(self, c: Any, app: Any, after: int, upto: int) -> Sequence[Notification]:
         # Through the switch's own connection: see _switch_transaction.
@@ -375,9 +402,23 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
         from psycopg.sql import SQL
         self.sql_create_statements.extend(SQL(self._sql(s)) for s in [  # type: ignore[misc]
             *jobs.CREATE, *assignments.CREATE])
+        self.sql_create_statements.append(SQL(self._status_sql(status.CREATE)))  # type: ignore[arg-type]
 
     def _table(self, name: str) -> str:
         return f"{self._schema}.{name}{self.suffix}"
+
+    def _status_sql(self, sql: str) -> str:
+        found = self._sql_cache.get(sql)
+        if found is None:
+            found = sql.replace("?", "%s").replace(
+                status.TABLE, f"{self._schema}.{status.TABLE}", 1)
+            self._sql_cache[sql] = found
+        return found
+
+    def _storable(self, rows: list[Params]) -> list[Params]:
+        # PostgreSQL text cannot hold U+0000. The edge refuses it now, but an event
+        # stored before it did must not stop the read models: it shows as U+FFFD.
+        return [tuple(_without_nul(value) for value in row) for row in rows]
 
     def _delete_tracking_sql(self) -> str:
         return f"DELETE FROM {self._tracking} WHERE application_name = %s"
@@ -397,6 +438,10 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
         c.execute(f"LOCK TABLE {self._table(jobs.TABLE)}, "
                   f"{self._table(assignments.TABLE)} IN ACCESS EXCLUSIVE MODE")
         return super()._lock_for_switch(c)
+
+
+def _without_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def views_for(factory: InfrastructureFactory[Any]) -> DispatchViews:

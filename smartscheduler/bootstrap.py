@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from application.dispatch import Dispatch
 from application.persistence import eventsourcing_env, storage_lock
 from application.settings import Settings
 from projections.hub import Hub
+from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
 from projections.relay import Relay
 from projections.runner import ViewsRunner
+from projections.status import Watch
 from projections.views import DispatchViews, views_for
 
 
@@ -35,6 +37,17 @@ class Services:
     runner: ViewsRunner | None = None
     relay: Relay | None = None
     hub: Hub | None = None
+    watch: Watch = field(default_factory=Watch)
+
+    def followers(self, head: int) -> list[dict[str, Any]]:
+        """Every follower of the log this deployment runs, wherever it runs: its
+        position, lag, recorded failure and status (ok, retrying or stuck)."""
+        failures = self.views.failures()
+        positions = {ViewsRunner.name: self.views.position()}
+        if self.settings.redis_url:
+            positions[Relay.name] = self.views.position_of(RELAY_TRACKING_NAME)
+        return [self.watch.report(name, position, head, failures.get(name))
+                for name, position in positions.items()]
 
     def close(self) -> None:
         for part in (self.hub, self.relay, self.runner):
@@ -53,9 +66,11 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
     relay = settings.embedded_relay if run_relay is None else run_relay
     with storage_lock(settings.database_url):  # every table this process uses
         app = Dispatch(env=eventsourcing_env(settings.database_url, role=role))
-        services = Services(settings, app, views_for(app.factory))
+        services = Services(settings, app, views_for(app.factory),
+                            watch=Watch(settings.stuck_after))
         if relay and settings.redis_url:
-            services.relay = Relay(app, redis_client(settings.redis_url))
+            services.relay = Relay(app, redis_client(settings.redis_url),
+                                   status=services.views)
     if settings.embedded_projections if run_projections is None else run_projections:
         services.runner = ViewsRunner(app, services.views).start()
     if services.relay is not None:

@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(handler=_rebuild)
     run = sub.add_parser("run", help="follow the log and keep the read models current")
     run.set_defaults(handler=_run)
-    status = sub.add_parser("status", help="the read models' position against the log")
+    status = sub.add_parser(
+        "status", help="each follower's position against the log, and its failure if any "
+                       "(exit 1 when one is failing)")
+    status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)
 
     relay = commands.add_parser(
@@ -145,19 +148,31 @@ def _until_signalled() -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    services = build_services(settings, run_projections=False)
+    """The followers against the head of the log; exit 1 when one is failing."""
+    services = build_services(settings, run_projections=False, run_relay=False)
     try:
-        head, position = services.app.head_position(), services.views.position()
-        print(f"read models: position {position:,} of {head:,} (lag {head - position:,})")
+        head = services.app.head_position()
+        followers = services.followers(head)
         rebuilding = services.views.shadow().position()
-        if rebuilding:
-            print(f"rebuild:     position {rebuilding:,} of {head:,} (in progress)")
-        relay = services.app.factory.tracking_recorder().max_tracking_id("Relay")
-        if relay is not None:
-            print(f"relay:       position {relay:,} of {head:,} (lag {head - relay:,})")
     finally:
         services.close()
-    return 0
+    if args.json:
+        print(json.dumps({"head": head, "followers": followers}, indent=2))
+    else:
+        for follower in followers:
+            label = follower["name"].replace("_", " ")
+            print(f"{label}: position {follower['position']:,} of {head:,} "
+                  f"(lag {follower['lag']:,}), {follower['status']}")
+            if "error" in follower:
+                failing = follower.get("failingEvent")
+                if failing:
+                    print(f"    cannot apply event {failing['position']} "
+                          f"({failing['type']}) since {follower['failingSince']}, "
+                          f"{follower['attempts']} attempts")
+                print(f"    error: {follower['error']}")
+        if rebuilding:
+            print(f"rebuild: position {rebuilding:,} of {head:,} (in progress)")
+    return 1 if any(f["status"] != "ok" for f in followers) else 0
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -12,11 +11,10 @@ from flask import Flask, g, request
 
 from application.settings import Settings
 from smartscheduler.bootstrap import build_services
-from web import health, problems
+from web import health, inputs, problems
 from web.auth import TokenVerifier
 from web.docs import ProblemApi, add_offline_docs
 from web.http import request_id
-from web.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +54,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         OPENAPI_SWAGGER_UI_CONFIG={"persistAuthorization": True},
         API_SPEC_OPTIONS={"info": API_INFO, "security": [{"bearerAuth": []}]},
-        MAX_CONTENT_LENGTH=1024 * 1024,
+        MAX_CONTENT_LENGTH=inputs.MAX_BODY,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = build_services(settings, realtime=True)
@@ -70,7 +68,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         g.request_id = request_id()
         if request.path.startswith("/api/"):
             g.actor = verifier.actor(request.headers.get("Authorization"))
-            _check_json_body()
+            inputs.check_request()
 
     @app.after_request
     def _stamp(response: Any) -> Any:
@@ -101,19 +99,3 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
     settings = Settings.from_env()
     return settings.with_(**config) if config else settings
 
-
-def _check_json_body() -> None:
-    """A body that is not JSON is a 400 invalid_json, whatever its Content-Type."""
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return
-    data = request.get_data(cache=True)
-    if not data.strip():
-        return
-    try:
-        json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "invalid_json", "Invalid JSON",
-                      "The request body is not valid JSON.") from None
-    if not request.is_json:
-        raise Problem(415, "unsupported_media_type", "Unsupported media type",
-                      "Send the body as application/json.")

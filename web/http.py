@@ -17,6 +17,7 @@ from application.dispatch import Dispatch, Outcome
 from application.errors import JobNotFound
 from domain.job import Actor, Request
 from projections.views import DispatchViews
+from web import inputs
 from web.problems import Problem
 
 REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,200}$")
@@ -60,7 +61,15 @@ def request_id() -> str:
 
 
 def command_request() -> Request:
-    """The Request a command records: actor, request id, idempotency key, fingerprint."""
+    """The Request a command records: actor, request id, idempotency key, fingerprint.
+
+    What it records must be storable by every reader, like the body (web.inputs).
+    """
+    who = actor()
+    inputs.check_text("X-Request-Id", request.headers.get("X-Request-Id"))
+    inputs.check_text("sub", who.sub)
+    for role in who.roles:
+        inputs.check_text("roles", role)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise Problem(422, "validation_failed", "Validation failed",
@@ -71,7 +80,7 @@ def command_request() -> Request:
         canonical = json.dumps([request.method, request.path, _raw_body()],
                                sort_keys=True, separators=(",", ":"))
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
-    return Request(actor(), request_id=g.request_id, idempotency_key=key,
+    return Request(who, request_id=g.request_id, idempotency_key=key,
                    fingerprint=fingerprint)
 
 

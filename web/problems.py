@@ -95,7 +95,7 @@ def problem_response(kind: Kind, detail: str, headers: dict[str, str] | None = N
 def _domain_error(error: domain.DomainError) -> Response:
     kind = next(kind for cls, kind in ERRORS.items() if isinstance(error, cls))
     extra: dict[str, Any] = {
-        "jobId": str(error.job_id) if error.job_id else getattr(error, "job_id_text", None),
+        "jobId": str(error.job_id) if error.job_id else None,
         "currentStatus": error.current_status,
     }
     headers = {}

@@ -352,7 +352,7 @@ def test_an_unknown_job_is_not_found(app, read):
     with pytest.raises(JobNotFound) as refused:
         read(app, unknown)
 
-    assert refused.value.job_id_text == str(unknown)
+    assert refused.value.job_id == unknown
 
 
 def test_get_job_at_each_version_returns_the_job_as_it_was(app):

@@ -78,8 +78,9 @@ class JobHistory(MethodView):
     @blp.problems(401, 403, 404)
     def get(self, job_id: str) -> dict[str, Any]:
         """The job's audit trail (Dispatcher, Admin): every stored event, in order."""
-        events = http.dispatch().history(http.job_id(job_id), http.actor())
-        return {"jobId": job_id, "events": events}
+        canonical = http.job_id(job_id)
+        events = http.dispatch().history(canonical, http.actor())
+        return {"jobId": str(canonical), "events": events}
 
 
 @blp.route("/<job_id>/assignments")

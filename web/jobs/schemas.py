@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from domain.job import EARLIEST, LATEST
 from web.schemas import (
     JOB_STATUSES,
     PRIORITIES,
@@ -20,8 +21,14 @@ MAX_MINUTES = 60 * 24 * 31
 
 
 def aware_datetime(**kwargs: Any) -> fields.Field:
-    """Any ISO 8601 date-time with an offset; a naive one is a validation error."""
-    return fields.AwareDateTime(format="iso", default_timezone=None, **kwargs)
+    """Any ISO 8601 date-time with an offset whose UTC value every reader can hold;
+    a naive one, or one outside 1970-01-01T00:00:00Z..9999-12-30T23:59:59Z, is a
+    validation error."""
+    return fields.AwareDateTime(
+        format="iso", default_timezone=None,
+        validate=validate.Range(min=EARLIEST, max=LATEST, error=(
+            "Must fall between 1970-01-01T00:00:00Z and 9999-12-30T23:59:59Z.")),
+        **kwargs)
 
 
 class LocationInput(Strict):
