@@ -228,3 +228,26 @@ def test_readyz_is_200_with_the_event_store_check(client, dispatcher, create_job
     assert body["checks"]["eventStore"]["head"] >= 1
     assert body["checks"]["readModels"]["status"] == "ok"
 
+
+
+def test_a_created_job_links_to_every_operation_on_that_job(spec):
+    operations = {op["operationId"]: (path, method)
+                  for path, item in spec["paths"].items()
+                  for method, op in item.items() if isinstance(op, dict) and "operationId" in op}
+
+    links = spec["paths"]["/api/jobs"]["post"]["responses"]["201"]["links"]
+
+    assert {link["operationId"] for link in links.values()} >= {
+        "getJob", "getJobHistory", "assignJob", "startJob", "completeJob", "cancelJob"}
+    for link in links.values():
+        path, _ = operations[link["operationId"]]
+        assert path.startswith("/api/jobs/{job_id}")
+        assert link["parameters"] == {"job_id": "$response.body#/id"}
+
+
+def test_operation_ids_are_unique(spec):
+    ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()
+           if isinstance(op, dict) and "operationId" in op]
+
+    assert len(ids) == len(set(ids))
+    assert "cancelJob" in ids

@@ -26,6 +26,22 @@ blp = ApiBlueprint("jobs", __name__, url_prefix="/api/jobs",
                 description="Jobs: create them, follow their lifecycle, cancel them.")
 
 
+def _on_the_job(operation: str, description: str) -> dict[str, Any]:
+    return {"operationId": operation, "description": description,
+            "parameters": {"job_id": "$response.body#/id"}}
+
+
+CREATED_JOB_LINKS = {
+    "GetJob": _on_the_job("getJob", "Read the job that was created."),
+    "GetJobHistory": _on_the_job("getJobHistory", "Its audit trail."),
+    "AssignJob": _on_the_job("assignJob", "Assign a contractor to it."),
+    "StartJob": _on_the_job("startJob", "Start it."),
+    "CompleteJob": _on_the_job("completeJob", "Complete it."),
+    "CancelJob": _on_the_job("cancelJob", "Cancel it."),
+}
+"""OpenAPI links from a created job to the operations on it (for clients and fuzzers)."""
+
+
 def _job(outcome: Outcome, status: int = 200) -> tuple[dict[str, Any], int, dict[str, str]]:
     return job_document(outcome.job), status, http.job_headers(outcome)
 
@@ -37,6 +53,7 @@ class Jobs(MethodView):
     @blp.response(200, JobSchema(many=True))
     @blp.paginate(page=1, page_size=20, max_page_size=100)
     @blp.problems(401, 403)
+    @blp.doc(operationId="listJobs")
     def get(self, pagination_parameters: Any, **filters: Any) -> list[dict[str, Any]]:
         """List jobs (Dispatcher, Admin), newest first, filtered and paged."""
         http.actor().require_staff()
@@ -52,6 +69,7 @@ class Jobs(MethodView):
         "description": "The new job's URL", "schema": {"type": "string"}}})
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 412, 415)
+    @blp.doc(operationId="createJob", responses={"201": {"links": CREATED_JOB_LINKS}})
     def post(self, fields: dict[str, Any]) -> Any:
         """Create a job (Dispatcher, Admin); honours Idempotency-Key."""
         outcome = http.dispatch().create_job(http.command_request(), **fields)
@@ -65,6 +83,7 @@ class JobsById(MethodView):
     @blp.arguments(VersionQuery, location="query", as_kwargs=True)
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.problems(401, 404)
+    @blp.doc(operationId="getJob")
     def get(self, job_id: str, version: int | None = None) -> Any:
         """Read a job (Dispatcher, Admin, its contractor); ?version=N rebuilds it as of N."""
         job = http.dispatch().get_job(http.job_id(job_id), http.actor(), version=version)
@@ -76,6 +95,7 @@ class JobHistory(MethodView):
     @http.staff_only
     @blp.response(200, HistorySchema)
     @blp.problems(401, 403, 404)
+    @blp.doc(operationId="getJobHistory")
     def get(self, job_id: str) -> dict[str, Any]:
         """The job's audit trail (Dispatcher, Admin): every stored event, in order."""
         canonical = http.job_id(job_id)
@@ -90,6 +110,7 @@ class JobAssignments(MethodView):
     @blp.response(201, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
+    @blp.doc(operationId="assignJob")
     def post(self, job_id: str, **fields: Any) -> Any:
         """Assign a contractor (Dispatcher, Admin): a new Pending assignment."""
         return _job(http.dispatch().assign(
@@ -102,6 +123,7 @@ class AssignmentConfirm(MethodView):
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
+    @blp.doc(operationId="confirmAssignment")
     def post(self, job_id: str, assignment_id: str) -> Any:
         """Confirm a Pending assignment (its Contractor, Dispatcher, Admin)."""
         return _job(http.dispatch().confirm_assignment(
@@ -116,6 +138,7 @@ class AssignmentCancel(MethodView):
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
+    @blp.doc(operationId="cancelAssignment")
     def post(self, job_id: str, assignment_id: str, reason: str | None = None) -> Any:
         """Cancel one Pending or Confirmed assignment (Dispatcher, Admin)."""
         return _job(http.dispatch().cancel_assignment(
@@ -129,6 +152,7 @@ class JobStart(MethodView):
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
+    @blp.doc(operationId="startJob")
     def post(self, job_id: str) -> Any:
         """Start an Assigned job (Dispatcher, Admin)."""
         return _job(http.dispatch().start_job(
@@ -142,6 +166,7 @@ class JobComplete(MethodView):
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
+    @blp.doc(operationId="completeJob")
     def post(self, job_id: str) -> Any:
         """Complete an InProgress job (Dispatcher, Admin)."""
         return _job(http.dispatch().complete_job(
@@ -156,6 +181,7 @@ class JobCancel(MethodView):
     @blp.response(200, JobSchema, headers=JOB_HEADERS)
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
+    @blp.doc(operationId="cancelJob")
     def post(self, job_id: str, reason: str | None = None,
              reason_code: str = "Other") -> Any:
         """Cancel a job and all of its live assignments (Dispatcher, Admin).
