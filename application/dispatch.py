@@ -10,9 +10,15 @@ from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Transcoding
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    RecordConflictError,
+    Recording,
+    Transcoding,
+)
 
+from application.commit import GroupCommit
 from application.errors import (
     ConcurrencyConflict,
     JobNotFound,
@@ -34,6 +40,22 @@ class Outcome:
     replayed: bool = False
 
 
+@dataclass
+class AppendCount:
+    """How many append transactions there were, holding how many events."""
+
+    appends: int = 0
+    events: int = 0
+
+    def add(self, events: int) -> None:  # called by one group-commit leader at a time
+        self.appends += 1
+        self.events += events
+
+    @property
+    def events_per_append(self) -> float:
+        return self.events / self.appends if self.appends else 0.0
+
+
 class AssignmentAsDict(Transcoding):
     type = Assignment
     name = "smartscheduler.Assignment"
@@ -51,6 +73,11 @@ class Dispatch(Application[UUID]):
     name = "Dispatch"
     snapshotting_intervals = {Job: 50}
     max_attempts = 20
+
+    def __init__(self, env: Any = None) -> None:
+        super().__init__(env)
+        self.appends = AppendCount()
+        self._group_commit = GroupCommit(self._record_batch, on_batch=self.appends.add)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -71,7 +98,7 @@ class Dispatch(Application[UUID]):
                 return replay
         job = Job.create(request=request, id=job_id, **fields)
         try:
-            recordings = self.save(job)
+            recordings = self._group_commit.save(job)
         except RecordConflictError:
             replay = self._replay_of_create(job.id, request)
             if replay:
@@ -159,6 +186,13 @@ class Dispatch(Application[UUID]):
 
     # Internals -------------------------------------------------------------
 
+    def _record_batch(self, processing: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """What the library's save does after collecting the events (see GroupCommit)."""
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
+
     def _load(self, job_id: UUID) -> Job:
         try:
             return self.repository.get(job_id)
@@ -185,7 +219,7 @@ class Dispatch(Application[UUID]):
                 raise PreconditionFailed(job_id, expected_version, job.version)
             command(job)
             try:
-                recordings = self.save(job)
+                recordings = self._group_commit.save(job)
             except RecordConflictError:
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
