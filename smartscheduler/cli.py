@@ -13,8 +13,10 @@ from typing import Any
 from uuid import UUID
 
 from application.errors import JobNotFound
+from application.persistence import redacted
 from application.settings import Settings
-from smartscheduler.bootstrap import build_services
+from projections.follower import LogFollower
+from smartscheduler.bootstrap import Services, build_services
 
 log = logging.getLogger("smartscheduler")
 
@@ -109,11 +111,12 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    stop = _stop_requested()
     services = build_services(settings, run_projections=True, run_relay=False)
+    assert services.runner is not None
     log.info("Read models: following the log from position %s.", services.views.position())
-    _until_signalled()
-    services.close()
-    log.info("Read models: stopped at position %s.", services.views.position())
+    _until_signalled(stop)
+    _stop_following(services, services.runner, "Read models")
     return 0
 
 
@@ -122,29 +125,52 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
         print("error: set SMARTSCHEDULER_REDIS_URL; the relay publishes to Redis.",
               file=sys.stderr)
         return 2
+    stop = _stop_requested()
     services = build_services(settings, run_projections=False, run_relay=True)
     assert services.relay is not None
     log.info("Relay: publishing from position %s to %s.", services.relay.position(),
-             settings.redis_url)
-    _until_signalled()
-    services.close()
-    log.info("Relay: stopped at position %s.", services.relay.position())
+             redacted(settings.redis_url))
+    _until_signalled(stop)
+    _stop_following(services, services.relay, "Relay")
     return 0
 
 
-def _until_signalled() -> None:
-    """Block until SIGTERM or SIGINT."""
+def _stop_requested() -> threading.Event:
+    """An event the first SIGTERM or SIGINT sets; a second one ends the process at once.
+
+    Installed before the services are built, so that a stop while they start is a
+    clean stop too.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         log.info("Received %s; stopping after the current batch.",
                  signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _until_signalled(stop: threading.Event) -> None:
+    """Block until SIGTERM or SIGINT (see `_stop_requested`)."""
     while not stop.wait(1.0):
         pass
+
+
+def _stop_following(services: Services, follower: LogFollower, name: str) -> None:
+    """Stop the follower (it finishes the batch in hand and records its position),
+    read that position while the store is still open, then close everything."""
+    follower.stop()
+    try:
+        position: int | str = follower.position()
+    except Exception as error:  # the store is down: the next run reads it again
+        position = f"unknown ({type(error).__name__})"
+    services.close()
+    log.info("%s: stopped at position %s.", name, position)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
