@@ -9,6 +9,7 @@ dropped pub/sub message delays an event but never loses it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -50,6 +51,14 @@ class Subscriber:
         """End the stream: its reader gets None."""
         self.closed = True
         self.queue.put_nowait(None)
+
+    def end(self) -> None:
+        """End the stream at once, dropping what is queued."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self.close()
 
 
 def read_log(app: Any, after: int, *, until: int | None = None,
@@ -94,10 +103,13 @@ class Hub:
         with self._lock:
             self._subscribers.discard(subscriber)
 
-    @property
-    def subscriber_count(self) -> int:
+    def end_streams(self) -> None:
+        """End every open stream now, dropping what it has queued: its client
+        resumes with Last-Event-ID after the last event it received."""
         with self._lock:
-            return len(self._subscribers)
+            subscribers = [s for s in self._subscribers if not s.closed]
+        for subscriber in subscribers:
+            subscriber.end()
 
     # Sources --------------------------------------------------------------
 

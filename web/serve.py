@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -20,7 +18,7 @@ from gunicorn.workers import gthread
 
 from application.persistence import eventsourcing_env, redacted
 from application.settings import Settings
-from projections.hub import Hub, Subscriber
+from projections.hub import Hub
 from web.problems import PROBLEM_JSON
 
 log = logging.getLogger(__name__)
@@ -100,6 +98,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         "keepalive": 5,
         "preload_app": False,
         "accesslog": "-",
+        # gunicorn 27's control socket sits at one path per user: servers side by
+        # side would take it from each other. Nothing here uses it.
+        "control_socket_disable": True,
         "loglevel": "info",
     })
     try:
@@ -192,23 +193,8 @@ def _end_streams(hub: Hub) -> None:
     """End every open event stream now, and any opened from now on (a request that
     was already on its way); runs until the worker process exits."""
     while True:
-        for subscriber in _open_subscribers(hub):
-            _end(subscriber)
+        hub.end_streams()
         time.sleep(STREAM_SWEEP)
-
-
-def _open_subscribers(hub: Hub) -> list[Subscriber]:
-    with hub._lock:
-        return [s for s in hub._subscribers if not s.closed]
-
-
-def _end(subscriber: Subscriber) -> None:
-    # What it has queued is dropped: its client resumes after the last event it got.
-    with contextlib.suppress(queue.Empty):
-        while True:
-            subscriber.queue.get_nowait()
-    with contextlib.suppress(queue.Full):
-        subscriber.close()
 
 
 class _Capture:
