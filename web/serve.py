@@ -6,12 +6,13 @@ import gc
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
 from typing import Any
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.workers import gthread
@@ -98,6 +99,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         "keepalive": 5,
         "preload_app": False,
         "accesslog": "-",
+        "logger_class": AccessLogInThread,
         # gunicorn 27's control socket sits at one path per user: servers side by
         # side would take it from each other. Nothing here uses it.
         "control_socket_disable": True,
@@ -133,6 +135,8 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
             super().run()
         finally:
             self._close_services()
+            if isinstance(self.log, AccessLogInThread):
+                self.log.drain()
             gc.freeze()  # exiting: skip the last full collection (0.3 s of the stop)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
@@ -195,6 +199,47 @@ def _end_streams(hub: Hub) -> None:
     while True:
         hub.end_streams()
         time.sleep(STREAM_SWEEP)
+
+
+class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger, whose access lines a thread of each worker writes: a
+    request hands its line over and goes, never waiting on the log's lock or on
+    the terminal."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self._lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer_pid = 0
+        self._writer_lock = threading.Lock()
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        self._lines.put(self.atoms_wrapper_class(
+            self.atoms(resp, req, environ, request_time)))
+        if self._writer_pid != os.getpid():
+            self._start_writer()
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Write what is queued (on the way out)."""
+        deadline = time.monotonic() + timeout
+        while not self._lines.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer_pid == os.getpid():
+                return
+            self._writer_pid = os.getpid()  # a fork has no thread of its parent's
+            threading.Thread(target=self._write, name="access-log", daemon=True).start()
+
+    def _write(self) -> None:
+        while True:
+            atoms = self._lines.get()
+            try:
+                self.access_log.info(self.cfg.access_log_format, atoms)
+            except Exception:  # a log line is never worth the worker
+                self.error("Failed to write an access log line")
 
 
 class _Capture:

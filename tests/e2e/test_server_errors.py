@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -106,3 +107,18 @@ def test_a_malformed_request_line_is_a_400_bad_request_problem(
     reply = exchange(server, request_line + b"Host: localhost\r\n\r\n")
 
     assert_problem(server, reply, 400, "bad_request")
+
+
+def test_every_request_is_in_the_access_log_written_off_the_request_thread(server):
+    client = server.client()
+    for _ in range(5):
+        client.get("/healthz")
+    client.get("/api/jobs?page=7")
+
+    deadline = time.monotonic() + 10
+    while "/api/jobs?page=7" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log()
+
+    assert log.count('"GET /healthz HTTP/1.1" 200') >= 5
+    assert '"GET /api/jobs?page=7 HTTP/1.1" 200' in log
