@@ -5,20 +5,38 @@ cannot follow an SQLite event store as shipped. `SQLiteApplicationRecorder`
 below adds one: it polls the notification log, and a write made through any
 recorder of the same database in this process wakes its subscribers at once.
 It leans on the library's `ListenNotifySubscription`, hence the exact pin.
+
+Every wait on the store is bounded (see "Bounded waits" below): an outage of
+the store is answered with 503 within seconds, not after the library's own
+defaults (a 30 s pool wait, tried 10 times; a 30 s SQLite lock wait).
 """
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from eventsourcing.persistence import ListenNotifySubscription, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    ListenNotifySubscription,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder as _PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder as _SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteDatastore
+from psycopg import Connection
+from psycopg.sql import SQL, Literal
 
 POLL_INTERVAL = 0.1
 """Seconds between polls of the log, for writes made by other processes."""
@@ -72,11 +90,49 @@ class SQLiteSubscription(ListenNotifySubscription["SQLiteApplicationRecorder"]):
 
 
 class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
-    """The library's SQLite recorder, plus `subscribe` and an in-process wake-up."""
+    """The library's SQLite recorder, plus `subscribe` and an in-process wake-up,
+    a bounded wait for the pool (SQLITE_POOL_TIMEOUT), appends refused at once
+    for UNAVAILABLE_FOR after one failed, and a write probe."""
+
+    _appends_refused_until = 0.0
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        # Not a setting of the library's factory: the pool is built with 5 s.
+        datastore.pool.pool_timeout = min(datastore.pool.pool_timeout, SQLITE_POOL_TIMEOUT)
+        super().__init__(datastore, **kwargs)
+
+    def check_writable(self, timeout: float = 1.0) -> None:
+        """Take the database's write lock for a moment, on a connection of its own.
+
+        In WAL mode a writer that holds the lock (another process's BEGIN
+        EXCLUSIVE, a stuck rebuild) blocks no reader, so reading the head alone
+        would call ready a store that refuses every command.
+        """
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return
+        try:
+            connection = sqlite3.connect(pool.db_name, uri=True, timeout=timeout,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise InterfaceError(str(error)) from error
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise OperationalError(str(error)) from error
+        finally:
+            connection.close()
 
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:
-        ids = super().insert_events(stored_events, **kwargs)
+        if time.monotonic() < self._appends_refused_until:
+            raise StoreUnavailable("SQLite is unavailable (an append failed a moment ago)")
+        try:
+            ids = super().insert_events(stored_events, **kwargs)
+        except OperationalError:  # locked, or no pool connection in time; not a conflict
+            self._appends_refused_until = time.monotonic() + UNAVAILABLE_FOR
+            raise
         _wake(self.datastore.pool.db_name)
         return ids
 
@@ -85,14 +141,224 @@ class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
         return SQLiteSubscription(recorder=self, gt=gt, topics=topics)
 
 
+# Bounded waits -----------------------------------------------------------------
+#
+# The contract: while the store is unreachable every request that needs it gets a
+# 503 within 5 s, and service is back within 10 s of the store coming back. The
+# library's defaults are far from that: its PostgreSQL pool waits 30 s for a
+# connection, each recorder method is tried 10 times (`@retry`), the pool backs
+# off reconnecting up to minutes apart, and SQLite waits 30 s on a lock. So:
+#
+# - settings (eventsourcing_env): pool wait 2 s (the library calls it
+#   POSTGRES_CONNECT_TIMEOUT, whole seconds), connections checked before use
+#   (POSTGRES_PRE_PING: after a restart a stale one is replaced, not failed on),
+#   lock wait 2 s on appends (POSTGRES_LOCK_TIMEOUT); SQLite lock wait 1 s in a
+#   web process (SQLITE_LOCK_TIMEOUT, whole seconds).
+# - what no setting reaches, in `BoundedPostgresDatastore` and the recorders
+#   below: the libpq connect timeout and TCP keep-alives, the pool's reconnect
+#   back-off, at most MAX_WAITING requests waiting for a connection (more fail
+#   at once), a statement timeout in web processes, no retry of a failed wait
+#   for a connection (`StoreUnavailable`), and the recorder's retries kept to
+#   fast failures within RETRY_WINDOW; SQLite's pool wait (SQLITE_POOL_TIMEOUT).
+# - after a failed wait, the same calls fail at once for UNAVAILABLE_FOR, so
+#   that callers queued behind one another do not each wait again.
+#
+# Worst case of one store call in a web process: a pool wait (2 s) or a lock
+# wait (2 s) or a statement (4 s), after at most RETRY_WINDOW of fast failures.
+
+POOL_TIMEOUT = 2
+"""Seconds a PostgreSQL request waits for a pooled connection (whole seconds)."""
+
+MAX_WAITING = 32
+"""Requests that may wait for a PostgreSQL connection, per process, beyond the
+pool's size; more fail at once, so that an outage cannot hold every server
+thread (and with them /healthz) for POOL_TIMEOUT. Enforced by
+`BoundedPostgresDatastore`, not by psycopg_pool's own `max_waiting` (the
+library's POSTGRES_MAX_WAITING, left unset): that one counts the clients that
+already gave up too, and once it is full it refuses every request and stops
+growing the pool, so the pool never reconnects after an outage (psycopg_pool
+3.3.3)."""
+
+LOCK_TIMEOUT = 2
+"""Seconds an append waits for PostgreSQL's lock on the events table (whole seconds)."""
+
+CONNECT_TIMEOUT = 2
+"""libpq's connect_timeout (seconds; 2 is its minimum): a host that drops packets
+would otherwise hold a pool worker for minutes."""
+
+LIBPQ_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                    "keepalives_count": 3, "tcp_user_timeout": 10_000}
+"""A peer that vanished (host down, network cut) is noticed within about 11 s
+instead of the kernel's 2 hours (idle) or 15 minutes (unacknowledged data)."""
+
+RECONNECT_TIMEOUT = 2.0
+"""Seconds the pool keeps retrying one lost connection before giving it up; a
+request then starts a fresh attempt. The pool's own default (5 minutes, with a
+doubling back-off) left it up to a minute behind a store that had come back."""
+
+STATEMENT_TIMEOUTS = {"web": 4.0, "worker": None}
+"""Seconds a statement may run, per process role: a request has 5 s in all;
+workers (and the DDL run at start-up) are not limited."""
+
+RETRY_WINDOW = 1.0
+"""The library retries a failed call 10 times 0.2 s apart, however long each
+attempt took. Ours retries only while the call is younger than this."""
+
+RETRY_WAIT = 0.2
+
+SQLITE_LOCK_TIMEOUTS = {"web": 1, "worker": 30}
+"""Seconds an SQLite write waits for another connection's lock, per role. A web
+request may wait for the pool twice (a read, then the write) and then the lock:
+2 x SQLITE_POOL_TIMEOUT + 1 s stays within 5 s. Workers and one-off commands
+(a rebuild's switch) keep a long wait."""
+
+SQLITE_POOL_TIMEOUT = 1.5
+"""Seconds an SQLite request waits for the pool (the library builds it with 5 s);
+writers take turns there, so this is also how long one waits behind a writer."""
+
+UNAVAILABLE_FOR = 1.0
+"""Seconds after a wait for the store failed (PostgreSQL: for a connection;
+SQLite: an append, for the lock) during which the same calls fail at once
+instead of each waiting again. Commands queued behind one another (group
+commit appends batch after batch) would otherwise each add a full wait, and
+in an outage a command answered 503 after 6 s or more. The first call after
+this second tries the store again, so service resumes at most this much later."""
+
+
+class StoreUnavailable(PersistenceError, TimeoutError):
+    """No connection to the store within the bounded wait.
+
+    Deliberately neither the library's OperationalError nor InterfaceError: its
+    `@retry` catches those and would wait the pool's timeout nine more times. A
+    PersistenceError, so the API answers 503; a TimeoutError (so an OSError),
+    so the followers count it among infrastructure failures.
+    """
+
+
+class BoundedPostgresDatastore(PostgresDatastore):
+    """The library's datastore with the waits that no setting reaches bounded.
+
+    eventsourcing builds its datastore inside its factory, which we keep (the
+    benchmarks' baseline is the library's own); our application recorder adopts
+    the datastore it is given (`adopt`), before the pool opens. The recorders of
+    the read models and the relay share that datastore, so they are bounded too.
+    """
+
+    statement_timeout: float | None = None
+    _admission: threading.BoundedSemaphore
+    _unavailable_until = 0.0
+
+    @classmethod
+    def adopt(cls, datastore: PostgresDatastore, *,
+              statement_timeout: float | None) -> BoundedPostgresDatastore:
+        if not isinstance(datastore, cls):
+            if not datastore.pool.closed:
+                raise RuntimeError("Bound the datastore's waits before its pool opens")
+            datastore.__class__ = cls
+            assert isinstance(datastore, cls)
+            pool = datastore.pool
+            assert isinstance(pool.kwargs, dict)
+            pool.kwargs.update({"connect_timeout": CONNECT_TIMEOUT, **LIBPQ_KEEPALIVES})
+            pool.reconnect_timeout = RECONNECT_TIMEOUT
+            datastore._admission = threading.BoundedSemaphore(pool.max_size + MAX_WAITING)
+        assert isinstance(datastore, cls)
+        if statement_timeout is not None and (datastore.statement_timeout is None or
+                                              statement_timeout < datastore.statement_timeout):
+            datastore.statement_timeout = statement_timeout
+            # psycopg_pool offers no setter; the pool calls it on each new connection.
+            datastore.pool._configure = datastore.after_connect_func()
+        return datastore
+
+    def after_connect_func(self) -> Callable[[Connection[Any]], None]:
+        library = super().after_connect_func()
+        if self.statement_timeout is None:
+            return library
+        statement = SQL("SET statement_timeout = {}").format(
+            Literal(f"{int(self.statement_timeout * 1000)}ms"))
+
+        def after_connect(conn: Connection[Any]) -> None:  # no reference to self
+            library(conn)
+            conn.execute(statement)
+
+        return after_connect
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Any]:
+        if time.monotonic() < self._unavailable_until:
+            raise StoreUnavailable("PostgreSQL is unavailable (no connection a moment ago)")
+        if not self._admission.acquire(blocking=False):
+            raise StoreUnavailable("PostgreSQL is unavailable: too many requests "
+                                   "wait for a connection already")
+        with ExitStack() as stack:
+            stack.callback(self._admission.release)
+            try:
+                connection = stack.enter_context(super().get_connection())
+            except (OperationalError, InterfaceError) as error:  # no connection in time
+                self._unavailable_until = time.monotonic() + UNAVAILABLE_FOR
+                raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
+            yield connection
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _retry_fast_failures(method: _Method) -> _Method:
+    """The library's method without its `@retry` (10 attempts), retried instead
+    while the call is younger than RETRY_WINDOW: a stale connection is retried,
+    a timed-out wait is not."""
+    attempt = method.__wrapped__  # type: ignore[attr-defined]  # set by functools.wraps
+
+    @functools.wraps(attempt)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic()
+        while True:
+            try:
+                return attempt(*args, **kwargs)
+            except (InterfaceError, OperationalError):
+                if time.monotonic() - began + RETRY_WAIT > RETRY_WINDOW:
+                    raise
+            time.sleep(RETRY_WAIT)
+
+    return call  # type: ignore[return-value]
+
+
+class PostgresApplicationRecorder(_PostgresApplicationRecorder):
+    """The library's PostgreSQL recorder with every wait bounded (see above)."""
+
+    statement_timeout: float | None = STATEMENT_TIMEOUTS["worker"]
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        datastore = BoundedPostgresDatastore.adopt(
+            datastore, statement_timeout=self.statement_timeout)
+        super().__init__(datastore, **kwargs)
+
+    insert_events = _retry_fast_failures(_PostgresApplicationRecorder.insert_events)
+    select_events = _retry_fast_failures(_PostgresApplicationRecorder.select_events)
+    select_notifications = _retry_fast_failures(
+        _PostgresApplicationRecorder.select_notifications)
+    max_notification_id = _retry_fast_failures(
+        _PostgresApplicationRecorder.max_notification_id)
+
+    def check_writable(self) -> None:
+        """Nothing to add on PostgreSQL: reading the head needs a connection."""
+
+
+class WebPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """The recorder of a process that serves requests: statements are limited too."""
+
+    statement_timeout = STATEMENT_TIMEOUTS["web"]
+
+
 POOL_SIZES = {"web": (10, 20), "worker": (3, 3)}
 """PostgreSQL connections per process role: (kept open, extra under a burst)."""
 
 
 def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, str]:
     """Map `sqlite:///path` or `postgresql://user:pass@host:port/db` onto the
-    library's environment settings. `pool_size` and `max_overflow` in the URL's
-    query override the defaults of the process role (POOL_SIZES)."""
+    library's environment settings, every wait bounded (see "Bounded waits").
+    In the URL's query, `pool_size` and `max_overflow` override the defaults of
+    the process role (POOL_SIZES); `pool_timeout` and `lock_timeout` (whole
+    seconds) override the bounds; `schema` (PostgreSQL)."""
     url = urlsplit(database_url)
     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
     if url.scheme == "sqlite":
@@ -104,7 +370,8 @@ def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, s
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
-            "SQLITE_LOCK_TIMEOUT": query.get("lock_timeout", "30"),
+            "SQLITE_LOCK_TIMEOUT": query.get("lock_timeout",
+                                             str(SQLITE_LOCK_TIMEOUTS[role])),
             "APPLICATION_RECORDER_TOPIC": f"{__name__}:SQLiteApplicationRecorder",
         }
     if url.scheme in ("postgres", "postgresql", "postgresql+psycopg"):
@@ -117,6 +384,14 @@ def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, s
             "POSTGRES_PASSWORD": unquote(url.password or ""),
             "POSTGRES_POOL_SIZE": query.get("pool_size", str(POOL_SIZES[role][0])),
             "POSTGRES_MAX_OVERFLOW": query.get("max_overflow", str(POOL_SIZES[role][1])),
+            # The library's name for the wait for a pooled connection.
+            "POSTGRES_CONNECT_TIMEOUT": query.get("pool_timeout", str(POOL_TIMEOUT)),
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_LOCK_TIMEOUT": query.get("lock_timeout", str(LOCK_TIMEOUT)),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
+            "APPLICATION_RECORDER_TOPIC": f"{__name__}:" + (
+                "WebPostgresApplicationRecorder" if role == "web"
+                else "PostgresApplicationRecorder"),
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"]
@@ -159,6 +434,7 @@ def storage_lock(database_url: str) -> Iterator[None]:
         dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
         port=int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
         password=env["POSTGRES_PASSWORD"] or None, autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT,
     ) as connection:
         connection.execute("SELECT pg_advisory_lock(%s)", (STORAGE_LOCK_KEY,))
         try:
