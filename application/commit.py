@@ -14,6 +14,7 @@ answered only once the transaction that holds its events has committed.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ class GroupCommit:
             alone = together + alone  # find the stale ones: each on its own
         except BaseException as error:  # the store failed: it failed for all of them
             for slot in batch:
-                slot.error = error
+                slot.error = _own_copy(error)
             return
         for slot in alone:
             try:
@@ -125,6 +126,17 @@ class GroupCommit:
                 recording)
         for slot in slots:
             slot.recordings = by_aggregate.get(slot.aggregate.id, [])
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """The error for one waiting command: raised in many threads, one shared
+    exception would gather every thread's traceback on top of the others'."""
+    try:
+        mine = copy.copy(error)
+    except Exception:  # an exception that cannot be copied is raised as it is
+        return error
+    mine.__cause__ = error
+    return mine
 
 
 def _without_repeats(batch: list[_Slot]) -> tuple[list[_Slot], list[_Slot]]:

@@ -14,6 +14,10 @@ from projections.status import Failure, describe_error
 
 log = logging.getLogger(__name__)
 
+OUTAGE_BACKOFF = 2.0
+"""Longest wait between tries while the store or Redis fails (an event that fails
+is retried up to the follower's max_backoff)."""
+
 
 class FailureRecord(Protocol):
     def record_failure(self, name: str, failure: Failure | None) -> None: ...
@@ -103,12 +107,15 @@ class LogFollower:
                 backoff = 0.1
             except EventFailed as failed:
                 self._failed(failed.error, failed.notification, backoff)
+                limit = self.max_backoff
             except Exception as error:  # keep following; see the class docstring
                 self._failed(error, None, backoff)
+                # An outage: look again soon, so service is back soon after the store.
+                limit = min(self.max_backoff, OUTAGE_BACKOFF)
             else:
                 continue
             self._stopping.wait(backoff)
-            backoff = min(backoff * 2, self.max_backoff)
+            backoff = min(backoff * 2, limit)
 
     def check(self) -> None:
         """Raise when what the follower writes to is unreachable (before following)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import uuid4
@@ -144,8 +143,8 @@ def test_a_store_failure_reaches_every_command_of_the_batch(app):
 
 def test_many_racing_commands_all_get_their_own_answer(app):
     jobs = [app.create_job(request(), **job_fields()).job.id for _ in range(40)]
-    cancel: Callable[[Any], Any] = lambda job_id: app.cancel_job(request(), job_id,
-                                                                 reason="racing")
+    def cancel(job_id: Any) -> Any:
+        return app.cancel_job(request(), job_id, reason="racing")
 
     with ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(cancel, jobs))
@@ -154,3 +153,25 @@ def test_many_racing_commands_all_get_their_own_answer(app):
     assert all(app.repository.get(j).status == "Cancelled" for j in jobs)
     assert len({o.position for o in outcomes}) == 40
     assert app.appends.events == 80
+
+
+class FailingAppend(HeldFirstAppend):
+    """Holds the first append like its parent, then fails every append."""
+
+    def __call__(self, processing: Any) -> Any:
+        first = not self.batches
+        self.batches.append(len(processing.events))
+        if first:
+            self.release.wait(10)
+        raise RuntimeError("the disk went away")
+
+
+def test_each_command_of_a_failed_batch_gets_its_own_exception(app):
+    failing = FailingAppend(app, queued=3)
+    failing.commit = GroupCommit(failing)
+
+    outcomes = run_together(failing.commit, failing, [new_job() for _ in range(4)])
+
+    assert failing.batches == [1, 3]
+    assert all(isinstance(o, RuntimeError) and "disk" in str(o) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == 4

@@ -113,7 +113,7 @@ def test_a_follower_that_cannot_apply_an_event_names_it_and_retries(
     runner = services.runner
     assert runner is not None
 
-    job, poison = store_unknown_event(services, unknown_topic)
+    _, poison = store_unknown_event(services, unknown_topic)
     wait_until(lambda: runner.failure is not None and runner.failure.attempts >= 3,
                "the runner failed on the event three times")
 
