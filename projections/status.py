@@ -61,7 +61,7 @@ class Failure:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "error": self.error,
+            "lastError": self.error,
             "failingEvent": (None if self.position is None else
                              {"position": self.position, "type": self.event_type}),
             "failingSince": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
@@ -93,13 +93,14 @@ class Watch:
         if seen is None or seen[0] != position or lag == 0:
             seen = self._seen[name] = (position, now)
         status = "ok"
-        found: dict[str, Any] = {"name": name, "position": position, "lag": lag}
+        found: dict[str, Any] = {"name": name, "position": position, "lag": lag,
+                                 "lastError": None}
         if failure is not None:
             found.update(failure.describe())
             status = "stuck" if time.time() - failure.since > self.stuck_after else "retrying"
         if lag and now - seen[1] > self.stuck_after:
             status = "stuck"
-            found.setdefault("error", f"No progress for {now - seen[1]:.0f}s while "
-                                      f"{lag} events behind")
+            found["lastError"] = found["lastError"] or (
+                f"No progress for {now - seen[1]:.0f}s while {lag} events behind")
         found["status"] = status
         return found

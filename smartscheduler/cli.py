@@ -189,13 +189,13 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             label = follower["name"].replace("_", " ")
             print(f"{label}: position {follower['position']:,} of {head:,} "
                   f"(lag {follower['lag']:,}), {follower['status']}")
-            if "error" in follower:
+            if follower["lastError"]:
                 failing = follower.get("failingEvent")
                 if failing:
                     print(f"    cannot apply event {failing['position']} "
                           f"({failing['type']}) since {follower['failingSince']}, "
                           f"{follower['attempts']} attempts")
-                print(f"    error: {follower['error']}")
+                print(f"    error: {follower['lastError']}")
         if rebuilding:
             print(f"rebuild: position {rebuilding:,} of {head:,} (in progress)")
     return 1 if any(f["status"] != "ok" for f in followers) else 0

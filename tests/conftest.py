@@ -90,3 +90,16 @@ def services(test_settings: Settings) -> Iterator[Services]:
 @pytest.fixture
 def app(services: Services):
     return services.app
+
+
+UNKNOWN_TOPIC = "smartscheduler.AssignmentReconfirmedForTest"
+
+
+@pytest.fixture
+def unknown_topic() -> Iterator[str]:
+    """A topic this build does not know; forgotten again if a test registers it."""
+    from eventsourcing import utils
+
+    yield UNKNOWN_TOPIC
+    with utils._topic_cache_lock:
+        utils._topic_cache.pop(UNKNOWN_TOPIC, None)

@@ -77,3 +77,20 @@ def cancelled_job(app: Any, region: str = "North",
     app.cancel_job(request(), job_id, reason="Customer called",
                    reason_code="CustomerRequest")
     return job_id
+
+
+def store_unknown_event(app: Any, topic: str) -> tuple[Job, int]:
+    """A good job, then an event of it stored under `topic`, which this build does
+    not know (as if written by a newer one): no follower can decode it. Returns
+    the job and the event's position."""
+    from eventsourcing.persistence import StoredEvent
+
+    job = app.create_job(request(), **job_fields()).job
+    app.assign(request(), job.id, contractor_id=uuid4(), **slot(0))
+    job = app.repository.get(job.id)
+    job.confirm_assignment(request=request(), assignment_id=job.assignments[0].id)
+    stored = app.mapper.to_stored_event(job.collect_events()[0])
+    app.recorder.insert_events([StoredEvent(
+        originator_id=stored.originator_id, originator_version=stored.originator_version,
+        topic=topic, state=stored.state)])
+    return job, app.head_position()

@@ -83,7 +83,7 @@ def _store_state(services: Any) -> dict[str, Any]:
     check_writable = getattr(services.app.recorder, "check_writable", None)
     if check_writable is not None:
         check_writable()  # SQLite: a writer's lock blocks no reader
-    state: dict[str, Any] = {"head": head}
+    state: dict[str, Any] = {"head": head, "followers": services.followers(head)}
     if services.runner is not None:
         state["readModelsPosition"] = services.views.position()
     return state
@@ -126,7 +126,7 @@ def healthz() -> dict[str, Any]:
 @blp.get("/readyz")
 def readyz() -> Any:
     """The event store answers (and takes writes), Redis answers when configured,
-    and the in-process read models are being kept."""
+    the in-process read models are being kept, and no follower of the log is stuck."""
     services = current_app.extensions["smartscheduler"]
     probes: dict[str, Probe] = current_app.extensions[PROBES]
     since = time.monotonic()
@@ -144,6 +144,13 @@ def readyz() -> Any:
         lag = store["head"] - position if store and position is not None else None
         checks["readModels"] = {"status": "ok" if alive else "failing",
                                 "position": position, "lag": lag}
+    if store is not None:
+        # Wherever they run: a follower stuck on one error, or not moving while
+        # behind, for SMARTSCHEDULER_STUCK_AFTER seconds (projections.status).
+        followers = store["followers"]
+        stuck = [f["name"] for f in followers if f["status"] == "stuck"]
+        checks["followers"] = {"status": "failing" if stuck else "ok", "stuck": stuck,
+                               "followers": followers}
 
     ready = all(check["status"] == "ok" for check in checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 
 import jwt
@@ -222,3 +223,29 @@ def test_projections_status_on_an_empty_store_is_all_zero(cli_env, capsys):
 
     assert code == 0
     assert "read models: position 0 of 0 (lag 0)" in capsys.readouterr().out
+
+
+def test_projections_status_names_a_follower_that_cannot_apply_an_event(
+        cli_env, capsys, unknown_topic):
+    from smartscheduler.bootstrap import build_services
+    from tests.factories import store_unknown_event
+
+    settings = Settings(database_url=cli_env, jwt_secret=SECRET)
+    services = build_services(settings, run_projections=True, run_relay=False)
+    try:
+        _, poison = store_unknown_event(services.app, unknown_topic)
+        deadline = time.monotonic() + 10
+        while "read_models" not in services.views.failures():
+            assert time.monotonic() < deadline, "the runner never recorded its failure"
+            time.sleep(0.02)
+    finally:
+        services.close()
+    capsys.readouterr()
+
+    code = main(["projections", "status"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"read models: position {poison - 1} of {poison} (lag 1), retrying" in out
+    assert f"cannot apply event {poison} (AssignmentReconfirmedForTest)" in out
+    assert "error: " in out

@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 
 from application.settings import Settings
+from tests.factories import store_unknown_event
 from web import create_app
 from web.health import Probe
 
@@ -116,3 +117,57 @@ def test_a_probe_that_fails_names_the_error():
     assert value is None
     assert failing == {"status": "failing",
                        "error": "ConnectionRefusedError: connection refused"}
+
+
+@pytest.fixture
+def impatient_app(test_settings: Settings) -> Iterator[Flask]:
+    """The app, counting a follower as stuck after a tenth of a second."""
+    app = create_app(test_settings.with_(stuck_after=0.1))
+    try:
+        yield app
+    finally:
+        app.extensions["smartscheduler"].close()
+
+
+def test_readyz_names_a_stuck_follower_its_position_event_and_error(impatient_app,
+                                                                   unknown_topic):
+    services = impatient_app.extensions["smartscheduler"]
+    _, poison = store_unknown_event(services.app, unknown_topic)
+    deadline = time.monotonic() + 10
+    while "read_models" not in services.views.failures() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+
+    response = impatient_app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    check = response.get_json()["checks"]["followers"]
+    assert check["status"] == "failing"
+    assert check["stuck"] == ["read_models"]
+    (follower,) = check["followers"]
+    assert follower["position"] == poison - 1
+    assert follower["lag"] == 1
+    assert follower["failingEvent"] == {"position": poison,
+                                        "type": "AssignmentReconfirmedForTest"}
+    assert "topic" in follower["lastError"].lower()
+
+
+def test_readyz_is_ready_again_once_the_follower_gets_past_the_event(impatient_app,
+                                                                    unknown_topic):
+    from eventsourcing import utils
+
+    from domain.job import Job
+
+    services = impatient_app.extensions["smartscheduler"]
+    _, poison = store_unknown_event(services.app, unknown_topic)
+    deadline = time.monotonic() + 10
+    while "read_models" not in services.views.failures() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    utils.register_topic(unknown_topic, Job.AssignmentConfirmed)  # the fix, deployed
+    while services.views.position() < poison and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    response = impatient_app.test_client().get("/readyz")
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["checks"]["followers"]["followers"][0]["lastError"] is None
