@@ -71,10 +71,14 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
         if relay and settings.redis_url:
             services.relay = Relay(app, redis_client(settings.redis_url),
                                    status=services.views)
-    if settings.embedded_projections if run_projections is None else run_projections:
-        services.runner = ViewsRunner(app, services.views).start()
-    if services.relay is not None:
-        services.relay.start()
-    if realtime:
-        services.hub = Hub(app, settings.redis_url).start()
+    try:
+        if settings.embedded_projections if run_projections is None else run_projections:
+            services.runner = ViewsRunner(app, services.views).start()
+        if services.relay is not None:
+            services.relay.start()
+        if realtime:
+            services.hub = Hub(app, settings.redis_url).start()
+    except BaseException:  # e.g. the store went away meanwhile: leave no thread behind
+        services.close()
+        raise
     return services

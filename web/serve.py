@@ -31,6 +31,9 @@ client may already be sending (gunicorn's default, 2 s, is the whole stop budget
 STREAM_SWEEP = 0.05
 """Seconds between sweeps that end event streams opened while the worker stops."""
 
+BOOT_RETRY, BOOT_RETRY_MAX = 0.5, 5.0
+"""Seconds between a booting worker's tries to reach the store (doubling)."""
+
 GUNICORN_PROBLEM_CODES = {
     400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed",
     431: "request_header_fields_too_large", 500: "internal_error", 501: "not_implemented",
@@ -130,6 +133,24 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
             gthread.STOP_KEEPALIVE_LINGER = min(linger, STOP_LINGER)
         super().init_process()
 
+    def load_wsgi(self) -> None:
+        """Build the app; while the store is down, wait for it rather than fail the
+        boot: gunicorn stops the whole server when a worker fails to boot, and the
+        other workers answer 503 meanwhile."""
+        delay = BOOT_RETRY
+        while True:
+            try:
+                super().load_wsgi()
+                return
+            except _store_down() as error:
+                if not self.alive:
+                    raise SystemExit(0) from None
+                self.log.warning("The store is unavailable (%s); this worker boots once "
+                                 "it answers.", error)
+                self.notify()
+                time.sleep(delay)
+                delay = min(delay * 2, BOOT_RETRY_MAX)
+
     def run(self) -> None:
         try:
             super().run()
@@ -199,6 +220,14 @@ def _end_streams(hub: Hub) -> None:
     while True:
         hub.end_streams()
         time.sleep(STREAM_SWEEP)
+
+
+def _store_down() -> tuple[type[BaseException], ...]:
+    """What building the app raises while the store is unreachable."""
+    import psycopg
+    from eventsourcing.persistence import PersistenceError
+
+    return (PersistenceError, psycopg.OperationalError, OSError)
 
 
 class AccessLogInThread(glogging.Logger):  # type: ignore[misc]

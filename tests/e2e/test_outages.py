@@ -333,9 +333,6 @@ def test_postgres_stopped_every_request_is_answered_503_and_service_comes_back(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "a worker that boots while the store is down fails to boot, and gunicorn halts "
-    "the whole server on a worker boot error (web/serve.py, smartscheduler/bootstrap.py)"))
 def test_postgres_stopped_a_worker_restarted_meanwhile_does_not_take_the_server_down(
         postgres: PostgresServer, serve: Callable[..., Server]) -> None:
     server = serve(postgres.schema_url())
