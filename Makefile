@@ -41,6 +41,8 @@ format: $(STAMP)
 	$(BIN)/ruff format domain application projections web smartscheduler tests bench
 
 bench: $(STAMP)  ## print throughput figures against same-run baselines
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } \
+		|| echo "wrk is missing (apt-get install wrk): the serving benchmark will be skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -5,8 +5,8 @@ themselves by name (see `bench.registry`); add a module with a function
 decorated by `@register("name", "summary")` and import it below.
 """
 
-from bench import commands, http, postgres, realtime, rebuild
+from bench import commands, http, postgres, realtime, rebuild, serving
 from bench.registry import BENCHES, Bench, Row, register
 
 __all__ = ["BENCHES", "Bench", "Row", "commands", "http", "postgres", "realtime",
-           "rebuild", "register"]
+           "rebuild", "register", "serving"]
