@@ -163,7 +163,9 @@ class LogFollower:
         if failure.same_as(self.failure):
             assert self.failure is not None
             self.failure = self.failure.again()
+            self._record(self.failure)  # the count of attempts, for status
             return  # said already
+        self._record(failure)  # first: whoever sees `failure` finds it recorded
         self.failure = failure
         if notification is None:
             log.warning("%s failed (%s); following again from its recorded position in "
@@ -175,12 +177,11 @@ class LogFollower:
                       self.name, notification.id, failure.event_type,
                       notification.originator_id, notification.originator_version,
                       failure.error, exc_info=error)
-        self._record(failure)
 
     def _recovered(self, position: int) -> None:
         log.info("%s: going again from position %s.", self.name, position)
+        self._record(None)  # first: whoever sees no `failure` finds none recorded
         self.failure = self.last_error = None
-        self._record(None)
 
     def _record(self, failure: Failure | None) -> None:
         if self.status is None:

@@ -220,8 +220,11 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for record in records:
         actor = record["actor"] or {}
+        # Who and which request come from the caller: shown escaped, like the data,
+        # so that no control character reaches the terminal.
         print(f"v{record['version']:<4} {record['occurredAt']}  {record['type']:<20} "
-              f"by {actor.get('sub')} {actor.get('roles')}  request {record['requestId']}")
+              f"by {json.dumps(actor.get('sub'))} {json.dumps(actor.get('roles'))}  "
+              f"request {json.dumps(record['requestId'])}")
         print(f"      {json.dumps(record['data'], sort_keys=True)}")
     return 0
 

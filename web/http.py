@@ -22,7 +22,7 @@ from web.problems import Problem
 
 REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,200}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-ETAG_VALUE = re.compile(r'^"(\d+)"$')
+ETAG_VALUE = re.compile(r'^"(0|[1-9][0-9]*)"$')  # strong: "01" is not "1"
 
 View = TypeVar("View", bound=Callable[..., Any])
 

@@ -310,7 +310,8 @@ def test_cancelling_again_with_a_new_idempotency_key_is_job_already_cancelled(
     assert_problem(response, 400, "job_already_cancelled")
 
 
-@pytest.mark.parametrize("if_match", ['"1"', '"3"', 'W/"2"', '"2", "1"', "x"])
+@pytest.mark.parametrize("if_match", ['"1"', '"3"', 'W/"2"', '"2", "1"', "x", '"02"',
+                                      '"+2"', '" 2"'])
 def test_a_cancel_with_a_mismatched_if_match_is_a_412_with_the_current_etag(
         client, dispatcher, create_job, assign, current_version, if_match):
     job = assign(create_job()["id"])

@@ -140,11 +140,30 @@ def test_history_prints_the_audit_trail_of_a_job(seed, capsys):
     assert code == 0
     lines = [line for line in out.splitlines() if line.startswith("v")]
     assert len(lines) == 2
-    assert re.match(r"^v1\s+\S+Z\s+JobCreated\s+by dispatcher-9 \['Dispatcher'\]\s+"
-                    r"request cli-create-1$", lines[0])
-    assert re.match(r"^v2\s+\S+Z\s+JobCancelled\s+by dispatcher-9", lines[1])
-    assert lines[1].endswith("request cli-cancel-2")
+    assert re.match(r'^v1\s+\S+Z\s+JobCreated\s+by "dispatcher-9" \["Dispatcher"\]\s+'
+                    r'request "cli-create-1"$', lines[0])
+    assert re.match(r'^v2\s+\S+Z\s+JobCancelled\s+by "dispatcher-9"', lines[1])
+    assert lines[1].endswith('request "cli-cancel-2"')
     assert '"reasonCode": "Weather"' in out
+
+
+def test_history_never_prints_a_control_character_of_the_caller(cli_env, capsys):
+    app = create_app(Settings(database_url=cli_env, jwt_secret=SECRET))
+    try:
+        token = jwt.encode({"sub": "\x1b[31mred\u2028", "roles": ["Dispatcher"],
+                            "exp": 4102444800}, SECRET, algorithm="HS256")
+        created = app.test_client().post("/api/jobs", json=job_body(),
+                                         headers={"Authorization": f"Bearer {token}"})
+    finally:
+        app.extensions["smartscheduler"].close()
+    capsys.readouterr()
+
+    code = main(["history", created.get_json()["id"]])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "\x1b" not in out and "\u2028" not in out
+    assert '"\\u001b[31mred\\u2028"' in out
 
 
 def test_history_json_prints_the_trail_as_the_api_does(seed, capsys):
