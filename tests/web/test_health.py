@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -129,13 +130,21 @@ def impatient_app(test_settings: Settings) -> Iterator[Flask]:
         app.extensions["smartscheduler"].close()
 
 
+def poisoned(services: Any, topic: str) -> int:
+    """Store an event no follower can decode; its position, once the read models'
+    runner has recorded that it fails on it."""
+    _, poison = store_unknown_event(services.app, topic)
+    deadline = time.monotonic() + 10
+    while "read_models" not in services.views.failures():
+        assert time.monotonic() < deadline, "the runner never recorded its failure"
+        time.sleep(0.02)
+    return poison
+
+
 def test_readyz_names_a_stuck_follower_its_position_event_and_error(impatient_app,
                                                                    unknown_topic):
     services = impatient_app.extensions["smartscheduler"]
-    _, poison = store_unknown_event(services.app, unknown_topic)
-    deadline = time.monotonic() + 10
-    while "read_models" not in services.views.failures() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poison = poisoned(services, unknown_topic)
     time.sleep(0.2)
 
     response = impatient_app.test_client().get("/readyz")
@@ -159,13 +168,11 @@ def test_readyz_is_ready_again_once_the_follower_gets_past_the_event(impatient_a
     from domain.job import Job
 
     services = impatient_app.extensions["smartscheduler"]
-    _, poison = store_unknown_event(services.app, unknown_topic)
-    deadline = time.monotonic() + 10
-    while "read_models" not in services.views.failures() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poison = poisoned(services, unknown_topic)
 
     utils.register_topic(unknown_topic, Job.AssignmentConfirmed)  # the fix, deployed
-    while services.views.position() < poison and time.monotonic() < deadline + 10:
+    deadline = time.monotonic() + 20
+    while services.views.position() < poison and time.monotonic() < deadline:
         time.sleep(0.05)
     response = impatient_app.test_client().get("/readyz")
 
