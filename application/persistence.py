@@ -352,6 +352,20 @@ class WebPostgresApplicationRecorder(PostgresApplicationRecorder):
 POOL_SIZES = {"web": (10, 20), "worker": (3, 3)}
 """PostgreSQL connections per process role: (kept open, extra under a burst)."""
 
+SQLITE_POOL_SIZES = {"web": (16, 160), "worker": (5, 10)}
+"""SQLite connections per process role: (kept open, extra under a burst). An SQLite
+connection costs no server, so a web process has one for every thread that may
+read at once: the library's 5 + 10 made requests queue for a connection (a
+fifth of a worker's samples under a cancel load, by py-spy)."""
+
+
+def size_pool(app: Any, role: str) -> None:
+    """Size the SQLite pool of an application for the process's role (the
+    library's factory takes no setting for it; PostgreSQL's is in the env)."""
+    pool = getattr(getattr(app.factory, "datastore", None), "pool", None)
+    if pool is not None and hasattr(pool, "db_name"):  # SQLite's
+        pool.pool_size, pool.max_overflow = SQLITE_POOL_SIZES[role]
+
 
 def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, str]:
     """Map `sqlite:///path` or `postgresql://user:pass@host:port/db` onto the

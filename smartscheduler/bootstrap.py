@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from application.dispatch import Dispatch
-from application.persistence import eventsourcing_env, storage_lock
+from application.persistence import eventsourcing_env, size_pool, storage_lock
 from application.settings import Settings
 from projections.hub import Hub
 from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
@@ -19,7 +19,9 @@ from projections.views import DispatchViews, views_for
 def build_dispatch(settings: Settings, *, role: str = "worker") -> Dispatch:
     """The Dispatch application; `role` ("web" or "worker") sizes its pool."""
     with storage_lock(settings.database_url):
-        return Dispatch(env=eventsourcing_env(settings.database_url, role=role))
+        app = Dispatch(env=eventsourcing_env(settings.database_url, role=role))
+    size_pool(app, role)
+    return app
 
 
 def redis_client(url: str) -> Any:
@@ -66,6 +68,7 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
     relay = settings.embedded_relay if run_relay is None else run_relay
     with storage_lock(settings.database_url):  # every table this process uses
         app = Dispatch(env=eventsourcing_env(settings.database_url, role=role))
+        size_pool(app, role)
         services = Services(settings, app, views_for(app.factory),
                             watch=Watch(settings.stuck_after))
         if relay and settings.redis_url:
