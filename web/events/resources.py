@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import queue
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +59,8 @@ class Events(MethodView):
                           "shortly.", headers={"Retry-After": "5"})
         response = Response(
             _stream(services.app, services.hub, accepts, after,
-                    services.settings.sse_heartbeat),
+                    services.settings.sse_heartbeat,
+                    _client_gone(request.environ.get("gunicorn.socket"))),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.call_on_close(slots.release)
@@ -92,8 +95,32 @@ def _event(item: Envelope) -> str:
     return f"id: {item['position']}\nevent: {item['type']}\ndata: {json.dumps(item)}\n\n"
 
 
+CLIENT_CHECK = 1.0
+"""Seconds between looks at whether a quiet stream's client has gone."""
+
+
+def _client_gone(sock: socket.socket | None) -> Callable[[], bool]:
+    """Whether the client closed its end: its socket reads as end-of-file.
+
+    A stream learns it otherwise only when it next writes (a heartbeat, up to
+    15 s later), holding its slot and its thread meanwhile.
+    """
+    if sock is None:  # not under gunicorn (the test client): never known
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    return gone
+
+
 def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int | None,
-            heartbeat: float) -> Iterator[str]:
+            heartbeat: float, client_gone: Callable[[], bool] = lambda: False
+            ) -> Iterator[str]:
     # Subscribe before reading the store, so nothing committed meanwhile is missed;
     # positions de-duplicate the seam between the replay and the live feed.
     subscriber = hub.subscribe(accepts)
@@ -109,11 +136,12 @@ def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int 
                 last = max(last, item["position"])
         beat = time.monotonic() + heartbeat  # a comment at least every `heartbeat` s
         while True:
+            wait = min(CLIENT_CHECK, max(0.0, beat - time.monotonic()))
             try:
-                item = subscriber.queue.get(timeout=max(0.0, beat - time.monotonic()))
+                item = subscriber.queue.get(timeout=wait)
             except queue.Empty:
                 item = None
-            if item is None and subscriber.closed:
+            if item is None and (subscriber.closed or client_gone()):
                 return
             if time.monotonic() >= beat:
                 yield ": heartbeat\n\n"
