@@ -109,10 +109,15 @@ def _client_gone(sock: socket.socket | None) -> Callable[[], bool]:
         return lambda: False
 
     def gone() -> bool:
+        poller = select.poll()  # not select(): it fails past file descriptor 1023
+        poller.register(sock, select.POLLIN | select.POLLHUP | select.POLLRDHUP)
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
+            if not poller.poll(0):
+                return False
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
             return True
 
     return gone
