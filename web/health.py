@@ -20,6 +20,8 @@ from typing import Any
 from flask import Blueprint, current_app
 from flask.blueprints import BlueprintSetupState
 
+from projections.status import describe_error
+
 blp = Blueprint("health", __name__)
 
 PROBE_TIMEOUT = 2.0
@@ -68,12 +70,7 @@ class Probe:
             return None, {"status": "failing",
                           "error": f"no answer within {self.timeout:g} s"}
         except Exception as error:  # any failure of the probe means: not ready
-            return None, {"status": "failing", "error": _describe(error)}
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__
+            return None, {"status": "failing", "error": describe_error(error)}
 
 
 def _store_state(services: Any) -> dict[str, Any]:

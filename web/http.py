@@ -77,7 +77,7 @@ def command_request() -> Request:
                       errors={"Idempotency-Key": ["1 to 255 visible ASCII characters."]})
     fingerprint = None
     if key is not None:
-        canonical = json.dumps([request.method, request.path, _raw_body()],
+        canonical = json.dumps([request.method, request.path, inputs.parsed_body()],
                                sort_keys=True, separators=(",", ":"))
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
     return Request(who, request_id=g.request_id, idempotency_key=key,
@@ -117,13 +117,6 @@ def job_headers(outcome_or_version: Outcome | int) -> dict[str, str]:
             headers["Idempotent-Replayed"] = "true"
         return headers
     return {"ETag": f'"{outcome_or_version}"'}
-
-
-def _raw_body() -> Any:
-    data = request.get_data(cache=True)
-    if not data.strip():
-        return None
-    return json.loads(data)
 
 
 # No listing reaches this page; past it, (page - 1) * page_size would overflow the

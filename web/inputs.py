@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from web.problems import Problem
@@ -58,6 +58,8 @@ def check_request() -> None:
 
 
 def _check_body() -> None:
+    """Parse the body once, check it, and keep it for the views (`parsed_body`)."""
+    g.body = None
     data = _body()
     if not data.strip():
         return
@@ -69,6 +71,12 @@ def _check_body() -> None:
         raise Problem(415, "unsupported_media_type", "Unsupported media type",
                       "Send the body as application/json.")
     _check_document(document)
+    g.body = document
+
+
+def parsed_body() -> Any:
+    """The request's JSON body as checked by `check_request` (None when empty)."""
+    return getattr(g, "body", None)
 
 
 def _body() -> bytes:
