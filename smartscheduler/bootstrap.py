@@ -1,9 +1,11 @@
-"""Builds the service's parts from Settings: the one place that wires them."""
+"""The composition root: builds the service's parts from Settings, the one place
+that wires them (the HTTP app included: `create_app`). No layer imports it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from application.dispatch import Dispatch
 from application.persistence import eventsourcing_env, size_pool, storage_lock
@@ -14,6 +16,9 @@ from projections.relay import Relay
 from projections.runner import ViewsRunner
 from projections.status import Watch
 from projections.views import DispatchViews, views_for
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def build_dispatch(settings: Settings, *, role: str = "worker") -> Dispatch:
@@ -85,3 +90,31 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
         services.close()
         raise
     return services
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """The HTTP app with its services: the application, the read models, the hub,
+    and the followers this process runs. Nothing is built at import.
+
+    `config` is a Settings, a mapping of Settings fields overriding the
+    environment, or None for the environment alone.
+    """
+    from web.app import create_app as web_app
+
+    settings = settings_from(config)
+    if settings.is_production and settings.problems():
+        raise RuntimeError("Refusing to start in production: "
+                           + "; ".join(settings.problems()))
+    services = build_services(settings, realtime=True)
+    try:
+        return web_app(settings, services)
+    except BaseException:
+        services.close()
+        raise
+
+
+def settings_from(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(config, Settings):
+        return config
+    settings = Settings.from_env()
+    return settings.with_(**config) if config else settings

@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from web.serve import serve
+    from smartscheduler.server import serve
 
     return serve(settings, host=args.host, port=args.port, workers=args.workers,
                  threads=args.threads)

@@ -47,7 +47,7 @@ from application.settings import Settings
 from projections.envelopes import groups_of
 from projections.hub import read_log
 from projections.runner import rebuild
-from smartscheduler.bootstrap import Services
+from smartscheduler.bootstrap import Services, create_app
 from tests.conftest import POSTGRES_URL
 from tests.projections.support import read_all
 from tests.strategies import (
@@ -75,7 +75,6 @@ from tests.web.conftest import (
     assignment_body,
     job_body,
 )
-from web import create_app
 from web.events.resources import _event
 
 # Examples per backend: the whole module stays within about a minute on 2 cores.

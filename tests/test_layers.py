@@ -128,6 +128,14 @@ def test_application_and_projections_import_nothing_of_web_or_smartscheduler(lay
         f"{layer}/ must not import web or smartscheduler", offenders)
 
 
+def test_web_does_not_import_the_composition_root():
+    offenders = [i for i in imports_of("web") if i.top == "smartscheduler"]
+
+    assert not offenders, report(
+        "web/ must not import smartscheduler (the composition root builds web, "
+        "not the other way round)", offenders)
+
+
 def test_projections_do_not_import_the_application():
     offenders = projection_violations(imports_of("projections"))
 

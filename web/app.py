@@ -1,16 +1,18 @@
-"""The composition root of the HTTP service: `create_app`."""
+"""The HTTP face assembled: `create_app` builds the Flask app over built services.
+
+The services (the application, its read models, the realtime hub) are built by
+the composition root, `smartscheduler.bootstrap.create_app`, and handed in.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, request
 
 from application.settings import Settings
-from smartscheduler.bootstrap import build_services
 from web import health, inputs, problems
 from web.auth import TokenVerifier
 from web.docs import ProblemApi, add_offline_docs
@@ -29,16 +31,9 @@ API_INFO = {
 }
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app, the Dispatch application and its read models.
-
-    `config` is a Settings, a mapping of Settings fields overriding the
-    environment, or None for the environment alone. Nothing is built at import.
-    """
-    settings = _settings(config)
-    if settings.is_production and settings.problems():
-        raise RuntimeError("Refusing to start in production: "
-                           + "; ".join(settings.problems()))
+def create_app(settings: Settings, services: Any) -> Flask:
+    """The Flask app over `services` (a `smartscheduler.bootstrap.Services`: the
+    Dispatch application, its read models and the realtime hub)."""
     if settings.uses_development_secret:
         log.warning("SMARTSCHEDULER_JWT_SECRET is not set: tokens are signed with a "
                     "public development secret. Never do this in production.")
@@ -57,7 +52,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=inputs.MAX_BODY,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    services = build_services(settings, realtime=True)
     app.extensions["smartscheduler"] = services
     app.extensions["smartscheduler.streams"] = threading.BoundedSemaphore(
         settings.max_streams)
@@ -91,11 +85,3 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     add_offline_docs(app)
     problems.register(app)
     return app
-
-
-def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
-    if isinstance(config, Settings):
-        return config
-    settings = Settings.from_env()
-    return settings.with_(**config) if config else settings
-

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from application.settings import Settings
-from web.app import create_app
+from smartscheduler.bootstrap import create_app
 from web.auth import mint_token
 
 SECRET = "fuzz-secret-" + "f" * 40

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from application.settings import Settings
-from web import create_app
+from smartscheduler.bootstrap import create_app
 from web.auth import mint_token
 
 PROBLEM_JSON = "application/problem+json"

@@ -12,9 +12,9 @@ import jwt
 import pytest
 
 from application.settings import Settings
+from smartscheduler.bootstrap import create_app
 from smartscheduler.cli import main
 from tests.web.conftest import job_body
-from web import create_app
 
 SECRET = "cli-secret-" + "c" * 40
 

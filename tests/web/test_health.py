@@ -18,8 +18,8 @@ import pytest
 from flask import Flask
 
 from application.settings import Settings
+from smartscheduler.bootstrap import create_app
 from tests.factories import store_unknown_event
-from web import create_app
 from web.health import Probe
 
 
