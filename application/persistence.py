@@ -1,11 +1,6 @@
 """Persistence wiring: database URLs onto eventsourcing's own settings.
 
-eventsourcing 9.5.6 ships no subscription for SQLite, so the projection runner
-cannot follow an SQLite event store as shipped. `SQLiteApplicationRecorder`
-below adds one: it polls the notification log, and a write made through any
-recorder of the same database in this process wakes its subscribers at once.
-It leans on the library's `ListenNotifySubscription`, hence the exact pin.
-
+The recorders themselves are in `application.sqlite` and `application.postgres`.
 Every wait on the store is bounded (see "Bounded waits" below): an outage of
 the store is answered with 503 within seconds, not after the library's own
 defaults (a 30 s pool wait, tried 10 times; a 30 s SQLite lock wait).
@@ -13,133 +8,15 @@ defaults (a 30 s pool wait, tried 10 times; a 30 s SQLite lock wait).
 
 from __future__ import annotations
 
-import functools
-import sqlite3
-import threading
-import time
-import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.persistence import (
-    InterfaceError,
-    ListenNotifySubscription,
-    OperationalError,
     PersistenceError,
-    StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder as _PostgresApplicationRecorder
-from eventsourcing.postgres import PostgresDatastore
-from eventsourcing.sqlite import SQLiteApplicationRecorder as _SQLiteApplicationRecorder
-from eventsourcing.sqlite import SQLiteDatastore
-from psycopg import Connection
-from psycopg.sql import SQL, Literal
-
-POLL_INTERVAL = 0.1
-"""Seconds between polls of the log, for writes made by other processes."""
-
-_subscribers: dict[str, weakref.WeakSet[SQLiteSubscription]] = {}
-_subscribers_lock = threading.Lock()
-
-
-def _wake(db_name: str) -> None:
-    with _subscribers_lock:
-        subscriptions = list(_subscribers.get(db_name, ()))
-    for subscription in subscriptions:
-        subscription.wake()
-
-
-class SQLiteSubscription(ListenNotifySubscription["SQLiteApplicationRecorder"]):
-    """Follows an SQLite notification log: woken by local writes, else polls."""
-
-    def __init__(self, recorder: SQLiteApplicationRecorder, gt: int | None = None,
-                 topics: Sequence[str] = (), poll_interval: float = POLL_INTERVAL) -> None:
-        self._poll_interval = poll_interval
-        self._stopped = threading.Event()
-        super().__init__(recorder=recorder, gt=gt, topics=topics)
-        # Only now can it be woken: registered earlier, a concurrent write would
-        # fail (after committing) on the missing `_has_been_notified`. Woken once
-        # on registering, for what was written since the initial pull.
-        db_name = recorder.datastore.pool.db_name
-        with _subscribers_lock:
-            _subscribers.setdefault(db_name, weakref.WeakSet()).add(self)
-        self.wake()
-        self._poll_thread = threading.Thread(target=self._poll, daemon=True,
-                                             name="sqlite-subscription-poll")
-        self._poll_thread.start()
-
-    def wake(self) -> None:
-        self._has_been_notified.set()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        super().stop()
-
-    def __exit__(self, *args: object, **kwargs: Any) -> None:
-        try:
-            super().__exit__(*args, **kwargs)
-        finally:
-            self._poll_thread.join()
-
-    def _poll(self) -> None:
-        while not self._stopped.wait(self._poll_interval):
-            self._has_been_notified.set()
-
-
-class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
-    """The library's SQLite recorder, plus `subscribe` and an in-process wake-up,
-    a bounded wait for the pool (SQLITE_POOL_TIMEOUT), appends refused at once
-    for UNAVAILABLE_FOR after one failed, and a write probe."""
-
-    _appends_refused_until = 0.0
-
-    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
-        # Not a setting of the library's factory: the pool is built with 5 s.
-        datastore.pool.pool_timeout = min(datastore.pool.pool_timeout, SQLITE_POOL_TIMEOUT)
-        super().__init__(datastore, **kwargs)
-
-    def check_writable(self, timeout: float = 1.0) -> None:
-        """Take the database's write lock for a moment, on a connection of its own.
-
-        In WAL mode a writer that holds the lock (another process's BEGIN
-        EXCLUSIVE, a stuck rebuild) blocks no reader, so reading the head alone
-        would call ready a store that refuses every command.
-        """
-        pool = self.datastore.pool
-        if pool.is_sqlite_memory_mode:
-            return
-        try:
-            connection = sqlite3.connect(pool.db_name, uri=True, timeout=timeout,
-                                         isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as error:
-            raise InterfaceError(str(error)) from error
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-        except sqlite3.Error as error:
-            raise OperationalError(str(error)) from error
-        finally:
-            connection.close()
-
-    def insert_events(self, stored_events: Sequence[StoredEvent],
-                      **kwargs: Any) -> Sequence[int] | None:
-        if time.monotonic() < self._appends_refused_until:
-            raise StoreUnavailable("SQLite is unavailable (an append failed a moment ago)")
-        try:
-            ids = super().insert_events(stored_events, **kwargs)
-        except OperationalError:  # locked, or no pool connection in time; not a conflict
-            self._appends_refused_until = time.monotonic() + UNAVAILABLE_FOR
-            raise
-        _wake(self.datastore.pool.db_name)
-        return ids
-
-    def subscribe(self, gt: int | None = None,
-                  topics: Sequence[str] = ()) -> SQLiteSubscription:  # type: ignore[override]
-        return SQLiteSubscription(recorder=self, gt=gt, topics=topics)
-
 
 # Bounded waits -----------------------------------------------------------------
 #
@@ -154,12 +31,13 @@ class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
 #   (POSTGRES_PRE_PING: after a restart a stale one is replaced, not failed on),
 #   lock wait 2 s on appends (POSTGRES_LOCK_TIMEOUT); SQLite lock wait 1 s in a
 #   web process (SQLITE_LOCK_TIMEOUT, whole seconds).
-# - what no setting reaches, in `BoundedPostgresDatastore` and the recorders
-#   below: the libpq connect timeout and TCP keep-alives, the pool's reconnect
-#   back-off, at most MAX_WAITING requests waiting for a connection (more fail
-#   at once), a statement timeout in web processes, no retry of a failed wait
-#   for a connection (`StoreUnavailable`), and the recorder's retries kept to
-#   fast failures within RETRY_WINDOW; SQLite's pool wait (SQLITE_POOL_TIMEOUT).
+# - what no setting reaches, in `application.postgres.BoundedPostgresDatastore`
+#   and the recorders of `application.postgres` and `application.sqlite`: the
+#   libpq connect timeout and TCP keep-alives, the pool's reconnect back-off, at
+#   most MAX_WAITING requests waiting for a connection (more fail at once), a
+#   statement timeout in web processes, no retry of a failed wait for a
+#   connection (`StoreUnavailable`), and the recorder's retries kept to fast
+#   failures within RETRY_WINDOW; SQLite's pool wait (SQLITE_POOL_TIMEOUT).
 # - after a failed wait, the same calls fail at once for UNAVAILABLE_FOR, so
 #   that callers queued behind one another do not each wait again.
 #
@@ -235,120 +113,6 @@ class StoreUnavailable(PersistenceError, TimeoutError):
     """
 
 
-class BoundedPostgresDatastore(PostgresDatastore):
-    """The library's datastore with the waits that no setting reaches bounded.
-
-    eventsourcing builds its datastore inside its factory, which we keep (the
-    benchmarks' baseline is the library's own); our application recorder adopts
-    the datastore it is given (`adopt`), before the pool opens. The recorders of
-    the read models and the relay share that datastore, so they are bounded too.
-    """
-
-    statement_timeout: float | None = None
-    _admission: threading.BoundedSemaphore
-    _unavailable_until = 0.0
-
-    @classmethod
-    def adopt(cls, datastore: PostgresDatastore, *,
-              statement_timeout: float | None) -> BoundedPostgresDatastore:
-        if not isinstance(datastore, cls):
-            if not datastore.pool.closed:
-                raise RuntimeError("Bound the datastore's waits before its pool opens")
-            datastore.__class__ = cls
-            assert isinstance(datastore, cls)
-            pool = datastore.pool
-            assert isinstance(pool.kwargs, dict)
-            pool.kwargs.update({"connect_timeout": CONNECT_TIMEOUT, **LIBPQ_KEEPALIVES})
-            pool.reconnect_timeout = RECONNECT_TIMEOUT
-            datastore._admission = threading.BoundedSemaphore(pool.max_size + MAX_WAITING)
-        assert isinstance(datastore, cls)
-        if statement_timeout is not None and (datastore.statement_timeout is None or
-                                              statement_timeout < datastore.statement_timeout):
-            datastore.statement_timeout = statement_timeout
-            # psycopg_pool offers no setter; the pool calls it on each new connection.
-            datastore.pool._configure = datastore.after_connect_func()
-        return datastore
-
-    def after_connect_func(self) -> Callable[[Connection[Any]], None]:
-        library = super().after_connect_func()
-        if self.statement_timeout is None:
-            return library
-        statement = SQL("SET statement_timeout = {}").format(
-            Literal(f"{int(self.statement_timeout * 1000)}ms"))
-
-        def after_connect(conn: Connection[Any]) -> None:  # no reference to self
-            library(conn)
-            conn.execute(statement)
-
-        return after_connect
-
-    @contextmanager
-    def get_connection(self) -> Iterator[Any]:
-        if time.monotonic() < self._unavailable_until:
-            raise StoreUnavailable("PostgreSQL is unavailable (no connection a moment ago)")
-        if not self._admission.acquire(blocking=False):
-            raise StoreUnavailable("PostgreSQL is unavailable: too many requests "
-                                   "wait for a connection already")
-        with ExitStack() as stack:
-            stack.callback(self._admission.release)
-            try:
-                connection = stack.enter_context(super().get_connection())
-            except (OperationalError, InterfaceError) as error:  # no connection in time
-                self._unavailable_until = time.monotonic() + UNAVAILABLE_FOR
-                raise StoreUnavailable(f"PostgreSQL is unavailable: {error}") from error
-            yield connection
-
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _retry_fast_failures(method: _Method) -> _Method:
-    """The library's method without its `@retry` (10 attempts), retried instead
-    while the call is younger than RETRY_WINDOW: a stale connection is retried,
-    a timed-out wait is not."""
-    attempt = method.__wrapped__  # type: ignore[attr-defined]  # set by functools.wraps
-
-    @functools.wraps(attempt)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        began = time.monotonic()
-        while True:
-            try:
-                return attempt(*args, **kwargs)
-            except (InterfaceError, OperationalError):
-                if time.monotonic() - began + RETRY_WAIT > RETRY_WINDOW:
-                    raise
-            time.sleep(RETRY_WAIT)
-
-    return call  # type: ignore[return-value]
-
-
-class PostgresApplicationRecorder(_PostgresApplicationRecorder):
-    """The library's PostgreSQL recorder with every wait bounded (see above)."""
-
-    statement_timeout: float | None = STATEMENT_TIMEOUTS["worker"]
-
-    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
-        datastore = BoundedPostgresDatastore.adopt(
-            datastore, statement_timeout=self.statement_timeout)
-        super().__init__(datastore, **kwargs)
-
-    insert_events = _retry_fast_failures(_PostgresApplicationRecorder.insert_events)
-    select_events = _retry_fast_failures(_PostgresApplicationRecorder.select_events)
-    select_notifications = _retry_fast_failures(
-        _PostgresApplicationRecorder.select_notifications)
-    max_notification_id = _retry_fast_failures(
-        _PostgresApplicationRecorder.max_notification_id)
-
-    def check_writable(self) -> None:
-        """Nothing to add on PostgreSQL: reading the head needs a connection."""
-
-
-class WebPostgresApplicationRecorder(PostgresApplicationRecorder):
-    """The recorder of a process that serves requests: statements are limited too."""
-
-    statement_timeout = STATEMENT_TIMEOUTS["web"]
-
-
 POOL_SIZES = {"web": (10, 20), "worker": (3, 3)}
 """PostgreSQL connections per process role: (kept open, extra under a burst)."""
 
@@ -386,7 +150,7 @@ def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, s
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": query.get("lock_timeout",
                                              str(SQLITE_LOCK_TIMEOUTS[role])),
-            "APPLICATION_RECORDER_TOPIC": f"{__name__}:SQLiteApplicationRecorder",
+            "APPLICATION_RECORDER_TOPIC": "application.sqlite:SQLiteApplicationRecorder",
         }
     if url.scheme in ("postgres", "postgresql", "postgresql+psycopg"):
         env = {
@@ -403,7 +167,7 @@ def eventsourcing_env(database_url: str, *, role: str = "worker") -> dict[str, s
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_LOCK_TIMEOUT": query.get("lock_timeout", str(LOCK_TIMEOUT)),
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "5",
-            "APPLICATION_RECORDER_TOPIC": f"{__name__}:" + (
+            "APPLICATION_RECORDER_TOPIC": "application.postgres:" + (
                 "WebPostgresApplicationRecorder" if role == "web"
                 else "PostgresApplicationRecorder"),
         }

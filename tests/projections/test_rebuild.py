@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from application.dispatch import Dispatch
-from application.persistence import SQLiteSubscription
 from application.settings import Settings
+from application.sqlite import SQLiteSubscription
 from domain.catalog import job_document
 from domain.errors import DomainError
 from domain.job import Priority

@@ -1,0 +1,130 @@
+"""The SQLite recorder: the library's, with a subscription and bounded waits.
+
+eventsourcing 9.5.6 ships no subscription for SQLite, so the projection runner
+cannot follow an SQLite event store as shipped. `SQLiteApplicationRecorder`
+adds one: it polls the notification log, and a write made through any recorder
+of the same database in this process wakes its subscribers at once. It leans on
+the library's `ListenNotifySubscription`, hence the exact pin.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import (
+    InterfaceError,
+    ListenNotifySubscription,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.sqlite import SQLiteApplicationRecorder as _SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteDatastore
+
+from application.persistence import SQLITE_POOL_TIMEOUT, UNAVAILABLE_FOR, StoreUnavailable
+
+POLL_INTERVAL = 0.1
+"""Seconds between polls of the log, for writes made by other processes."""
+
+_subscribers: dict[str, weakref.WeakSet[SQLiteSubscription]] = {}
+_subscribers_lock = threading.Lock()
+
+
+def _wake(db_name: str) -> None:
+    with _subscribers_lock:
+        subscriptions = list(_subscribers.get(db_name, ()))
+    for subscription in subscriptions:
+        subscription.wake()
+
+
+class SQLiteSubscription(ListenNotifySubscription["SQLiteApplicationRecorder"]):
+    """Follows an SQLite notification log: woken by local writes, else polls."""
+
+    def __init__(self, recorder: SQLiteApplicationRecorder, gt: int | None = None,
+                 topics: Sequence[str] = (), poll_interval: float = POLL_INTERVAL) -> None:
+        self._poll_interval = poll_interval
+        self._stopped = threading.Event()
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        # Only now can it be woken: registered earlier, a concurrent write would
+        # fail (after committing) on the missing `_has_been_notified`. Woken once
+        # on registering, for what was written since the initial pull.
+        db_name = recorder.datastore.pool.db_name
+        with _subscribers_lock:
+            _subscribers.setdefault(db_name, weakref.WeakSet()).add(self)
+        self.wake()
+        self._poll_thread = threading.Thread(target=self._poll, daemon=True,
+                                             name="sqlite-subscription-poll")
+        self._poll_thread.start()
+
+    def wake(self) -> None:
+        self._has_been_notified.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        super().stop()
+
+    def __exit__(self, *args: object, **kwargs: Any) -> None:
+        try:
+            super().__exit__(*args, **kwargs)
+        finally:
+            self._poll_thread.join()
+
+    def _poll(self) -> None:
+        while not self._stopped.wait(self._poll_interval):
+            self._has_been_notified.set()
+
+
+class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
+    """The library's SQLite recorder, plus `subscribe` and an in-process wake-up,
+    a bounded wait for the pool (SQLITE_POOL_TIMEOUT), appends refused at once
+    for UNAVAILABLE_FOR after one failed, and a write probe."""
+
+    _appends_refused_until = 0.0
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        # Not a setting of the library's factory: the pool is built with 5 s.
+        datastore.pool.pool_timeout = min(datastore.pool.pool_timeout, SQLITE_POOL_TIMEOUT)
+        super().__init__(datastore, **kwargs)
+
+    def check_writable(self, timeout: float = 1.0) -> None:
+        """Take the database's write lock for a moment, on a connection of its own.
+
+        In WAL mode a writer that holds the lock (another process's BEGIN
+        EXCLUSIVE, a stuck rebuild) blocks no reader, so reading the head alone
+        would call ready a store that refuses every command.
+        """
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return
+        try:
+            connection = sqlite3.connect(pool.db_name, uri=True, timeout=timeout,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise InterfaceError(str(error)) from error
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise OperationalError(str(error)) from error
+        finally:
+            connection.close()
+
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        if time.monotonic() < self._appends_refused_until:
+            raise StoreUnavailable("SQLite is unavailable (an append failed a moment ago)")
+        try:
+            ids = super().insert_events(stored_events, **kwargs)
+        except OperationalError:  # locked, or no pool connection in time; not a conflict
+            self._appends_refused_until = time.monotonic() + UNAVAILABLE_FOR
+            raise
+        _wake(self.datastore.pool.db_name)
+        return ids
+
+    def subscribe(self, gt: int | None = None,
+                  topics: Sequence[str] = ()) -> SQLiteSubscription:  # type: ignore[override]
+        return SQLiteSubscription(recorder=self, gt=gt, topics=topics)
