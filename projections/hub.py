@@ -93,8 +93,11 @@ class Hub:
 
     # Subscribers ----------------------------------------------------------
 
-    def subscribe(self, accepts: Callable[[Envelope], bool]) -> Subscriber:
-        subscriber = Subscriber(accepts)
+    def subscribe(self, accepts: Callable[[Envelope], bool], *,
+                  subscriber: Subscriber | None = None) -> Subscriber:
+        """A new subscriber (or `subscriber`, e.g. a subclass that writes to its
+        socket itself) that gets every envelope `accepts` passes, from now on."""
+        subscriber = subscriber or Subscriber(accepts)
         with self._lock:
             self._subscribers.add(subscriber)
         return subscriber
