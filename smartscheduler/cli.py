@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None,
                        help="worker processes (default 1 on SQLite, 2 x cores otherwise)")
     serve.add_argument("--threads", type=int, default=None,
-                       help="threads per worker (default 32)")
+                       help="threads per worker (default 16)")
     serve.set_defaults(handler=_serve)
 
     projections = commands.add_parser("projections", help="the read models")

@@ -19,6 +19,12 @@ from web.worker import AccessLogInThread, Worker
 
 log = logging.getLogger(__name__)
 
+THREADS = 16
+"""Threads per worker process, for requests."""
+
+WORKER_CONNECTIONS = 10_000
+"""Connections a worker process holds open at most (idle, half-open, streams)."""
+
 
 class Server(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code; `load` runs after the fork, in each worker."""
@@ -73,9 +79,12 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": Worker,
-        # Threads carry ordinary requests and long-lived event streams alike; at most
-        # max_streams of them stream, so API requests always find a free thread.
-        "threads": threads or settings.max_streams + 32,
+        # Threads carry requests only: a request's head is read by the worker's main
+        # loop before a thread takes it, and an event stream gives its thread back
+        # after its replay (web/worker.py). Few threads per process serve best.
+        "threads": threads or THREADS,
+        # Idle, half-open and streaming connections cost a descriptor each, no thread.
+        "worker_connections": WORKER_CONNECTIONS,
         "timeout": 60,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import gc
 import json
 import logging
 import os
 import queue
+import re
+import resource
+import selectors
 import threading
 import time
 import uuid
@@ -17,7 +23,9 @@ from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.workers import gthread
 
 from projections.hub import Hub
+from web.events.resources import encode_event
 from web.problems import PROBLEM_JSON
+from web.pump import Pump
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +46,48 @@ GUNICORN_PROBLEM_CODES = {
 """gunicorn's own error statuses (requests it cannot parse) -> problem codes."""
 
 
-class Worker(gthread.ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker, with two changes for this service.
+HEAD_TIMEOUT = 10.0
+"""Seconds a connection has to send its request head (and a body of known length)
+before it is closed; until then it costs a buffer in the worker's main loop, not
+a thread."""
 
+MAX_PREFETCH = 1 << 20
+"""Bytes of a request body read in the main loop before a thread takes the request
+(the API's largest accepted body); a longer body is read by the thread."""
+
+MAX_HEAD = 64 * 1024
+"""Bytes of request head read in the main loop before a thread takes the request
+anyway (gunicorn's parser then answers 431 or 414)."""
+
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.I)
+HANDED_TO_THREAD_AT_HEAD = re.compile(rb"\r\n(?:transfer-encoding|expect)[ \t]*:", re.I)
+
+
+def request_ready(data: bytes | bytearray) -> bool:
+    """Whether `data` holds a whole request head, and its body when its length is
+    known and small; or enough that a thread should take it as it is."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return len(data) > MAX_HEAD
+    head = bytes(data[:end + 2])
+    if HANDED_TO_THREAD_AT_HEAD.search(head):  # a chunked body; a client awaiting 100
+        return True
+    length = CONTENT_LENGTH.search(head)
+    if length is None:
+        return True
+    size = int(length.group(1))
+    return size > MAX_PREFETCH or len(data) >= end + 4 + size
+
+
+class Worker(gthread.ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker, with these changes for this service.
+
+    - A thread takes a connection only once its request has arrived: the main
+      loop reads request heads (and bodies of known length up to MAX_PREFETCH),
+      so connections that never finish their headers cost a buffer each, not a
+      thread, and cannot starve requests. Each has HEAD_TIMEOUT to send it.
+    - An event stream's thread hands its socket to the process's stream pump
+      after the replay (`web.pump`): open streams cost no thread.
     - SIGTERM ends the open event streams at once (their clients reconnect, with
       Last-Event-ID, to a server that stays up), instead of waiting out the
       graceful timeout; then the worker's services stop in order, so the
@@ -54,7 +101,110 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         linger = getattr(gthread, "STOP_KEEPALIVE_LINGER", None)
         if linger is not None:
             gthread.STOP_KEEPALIVE_LINGER = min(linger, STOP_LINGER)
+        _raise_open_files_limit()
+        self.pump = Pump(encode_event)
+        self.flask_app: Any = None
+        self._current = threading.local()
         super().init_process()
+
+    # Connections: heads are read by the main loop -----------------------------
+
+    def accept(self, listener: Any) -> None:
+        try:
+            client, address = listener.accept()
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = gthread.TConn(self.cfg, client, address, listener.getsockname())
+        conn.head = bytearray()
+        self._await_request(conn)
+
+    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+        """A kept-alive connection has bytes: its next request, once whole, gets a thread."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        conn.head = bytearray()
+        self._await_request(conn)
+
+    def _await_request(self, conn: Any) -> None:
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + HEAD_TIMEOUT
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ,
+                             functools.partial(self._on_request_bytes, conn))
+
+    def _on_request_bytes(self, conn: Any, client: Any) -> None:
+        try:
+            data = client.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            conn.head += data
+            if not request_ready(conn.head):
+                return
+        self.poller.unregister(client)
+        self.pending_conns.remove(conn)
+        if not data:  # the client closed (or reset) before sending a request
+            self.nr_conns -= 1
+            conn.close()
+            return
+        received, conn.head = bytes(conn.head), bytearray()
+        conn.data_ready = True
+        if conn.initialized:
+            conn.parser.unreader.unread(received)
+        else:
+            conn.received = received
+        self.enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        """Run by a thread: the request is in, read ahead by the main loop."""
+        received = getattr(conn, "received", b"")
+        if received:
+            conn.received = b""
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(received)
+        self._current.conn = conn
+        try:
+            return super().handle(conn)
+        finally:
+            self._current.conn = None
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        if getattr(conn, "handed_over", False):  # the stream pump owns the socket now
+            self.nr_conns -= 1
+            return
+        super().finish_request(conn, fs)
+
+    # Event streams: handed to the pump after their replay ----------------------
+
+    def _with_handoff(self, app: Any) -> Any:
+        def application(environ: dict[str, Any], start_response: Any) -> Any:
+            conn = getattr(self._current, "conn", None)
+            response = getattr(start_response, "__self__", None)
+            if conn is not None and response is not None:
+                environ["smartscheduler.handoff"] = functools.partial(
+                    self._handoff, conn, response)
+            return app(environ, start_response)
+
+        return application
+
+    def _handoff(self, conn: Any, response: Any, subscriber: Any, *, last: int,
+                 heartbeat: float, on_close: Any) -> bool:
+        """Give a stream, whose headers and replay are sent, to the pump."""
+        if not self.alive or not response.headers_sent:
+            return False
+        chunked = response.chunked
+        response.chunked = False  # gunicorn's close() must not end the stream
+        response.force_close()  # nor keep the connection for another request
+        conn.handed_over = True
+        self.pump.adopt(conn.sock, subscriber, last=last, chunked=chunked,
+                        heartbeat=heartbeat, on_close=on_close)
+        return True
 
     def load_wsgi(self) -> None:
         """Build the app; while the store is down, wait for it rather than fail the
@@ -64,6 +214,8 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         while True:
             try:
                 super().load_wsgi()
+                self.flask_app = getattr(self, "wsgi")  # noqa: B009  # gunicorn's, untyped
+                setattr(self, "wsgi", self._with_handoff(self.flask_app))  # noqa: B010
                 return
             except _store_down() as error:
                 if not self.alive:
@@ -124,7 +276,7 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         return services.hub if services is not None else None
 
     def _services(self) -> Any:
-        extensions = getattr(getattr(self, "wsgi", None), "extensions", None) or {}
+        extensions = getattr(getattr(self, "flask_app", None), "extensions", None) or {}
         return extensions.get("smartscheduler")
 
     def _close_services(self) -> None:
@@ -143,6 +295,15 @@ def _end_streams(hub: Hub) -> None:
     while True:
         hub.end_streams()
         time.sleep(STREAM_SWEEP)
+
+
+def _raise_open_files_limit() -> None:
+    """Let the process hold as many connections as the system allows it: idle and
+    half-open ones cost a descriptor each."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _store_down() -> tuple[type[BaseException], ...]:

@@ -20,6 +20,7 @@ from projections.hub import Envelope, Hub, read_log
 from web import http
 from web.docs import ApiBlueprint
 from web.problems import Problem
+from web.pump import StreamSubscriber, handoff_of
 
 MAX_POSITION = 2**63 - 1  # positions are 64-bit integers in either store
 
@@ -57,14 +58,18 @@ class Events(MethodView):
             raise Problem(503, "service_unavailable", "Too many streams",
                           "This server holds as many event streams as it can; retry "
                           "shortly.", headers={"Retry-After": "5"})
-        response = Response(
-            _stream(services.app, services.hub, accepts, after,
-                    services.settings.sse_heartbeat,
-                    _client_gone(request.environ.get("gunicorn.socket"))),
-            mimetype="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        response.call_on_close(slots.release)
-        return response
+        try:
+            handoff = handoff_of(request.environ)
+            return Response(
+                _stream(services.app, services.hub, accepts, after,
+                        services.settings.sse_heartbeat,
+                        _client_gone(request.environ.get("gunicorn.socket")),
+                        handoff=handoff, release=_once(slots.release)),
+                mimetype="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        except BaseException:
+            slots.release()
+            raise
 
 
 def _filter_for_actor() -> Callable[[Envelope], bool]:
@@ -91,8 +96,12 @@ def _last_event_id() -> int | None:
     return int(value)
 
 
-def _event(item: Envelope) -> str:
+def encode_event(item: Envelope) -> str:
+    """One event as a Server-Sent Events message."""
     return f"id: {item['position']}\nevent: {item['type']}\ndata: {json.dumps(item)}\n\n"
+
+
+_event = encode_event
 
 
 CLIENT_CHECK = 1.0
@@ -123,12 +132,35 @@ def _client_gone(sock: socket.socket | None) -> Callable[[], bool]:
     return gone
 
 
+def _once(release: Callable[[], Any]) -> Callable[[], None]:
+    done = threading.Lock()
+
+    def once() -> None:
+        if done.acquire(blocking=False):
+            release()
+
+    return once
+
+
 def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int | None,
-            heartbeat: float, client_gone: Callable[[], bool] = lambda: False
-            ) -> Iterator[str]:
+            heartbeat: float, client_gone: Callable[[], bool] = lambda: False, *,
+            handoff: Callable[..., bool] | None = None,
+            release: Callable[[], None] = lambda: None) -> Iterator[str]:
+    """The stream: a greeting, the replay after `after`, then live events.
+
+    Under a server that offers a hand-over (`handoff`), the live part is written
+    by its pump, and this generator (with its thread) ends after the replay.
+    """
     # Subscribe before reading the store, so nothing committed meanwhile is missed;
     # positions de-duplicate the seam between the replay and the live feed.
-    subscriber = hub.subscribe(accepts)
+    subscriber = hub.subscribe(accepts, subscriber=StreamSubscriber(accepts)
+                               if handoff is not None else None)
+    handed_over = False
+
+    def close() -> None:
+        hub.unsubscribe(subscriber)
+        release()
+
     try:
         yield "retry: 2000\n: connected\n\n"
         last = 0
@@ -139,6 +171,11 @@ def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int 
                 if accepts(item):
                     yield _event(item)
                 last = max(last, item["position"])
+        if handoff is not None and isinstance(subscriber, StreamSubscriber):
+            handed_over = handoff(subscriber, last=last, heartbeat=heartbeat,
+                                  on_close=close)
+            if handed_over:
+                return
         beat = time.monotonic() + heartbeat  # a comment at least every `heartbeat` s
         while True:
             wait = min(CLIENT_CHECK, max(0.0, beat - time.monotonic()))
@@ -155,4 +192,5 @@ def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int 
                 last = item["position"]
                 yield _event(item)
     finally:
-        hub.unsubscribe(subscriber)
+        if not handed_over:
+            close()
