@@ -56,11 +56,15 @@ def _machine() -> str:
             f"{os.cpu_count()} CPUs, {platform.machine()} {platform.system()}")
 
 
+def _number(value: float) -> str:
+    return f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
 def table(rows: Sequence[Row]) -> str:
     header = ("benchmark", "ours", "baseline", "unit", "ratio", "target", "")
     lines = [header] + [
-        (row.name, f"{row.ours:,.0f}", f"{row.baseline:,.0f}", row.unit,
-         f"{row.ratio:.2f}", row.target_text,
+        (row.name, _number(row.ours), _number(row.baseline) if row.baseline else "-",
+         row.unit, f"{row.ratio:.2f}" if row.baseline else "-", row.target_text,
          row.verdict)
         for row in rows
     ]

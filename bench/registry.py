@@ -27,6 +27,7 @@ class Row:
     unit: str
     target: float | None = None  # the least acceptable ours/baseline
     note: str = ""
+    at_most: float | None = None  # the most acceptable `ours` (a latency, in `unit`)
 
     @property
     def ratio(self) -> float:
@@ -34,12 +35,16 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.at_most is not None:
+            return "ok" if self.ours <= self.at_most else "MISS"
         if self.target is None:
             return "info"
         return "ok" if self.ratio >= self.target else "MISS"
 
     @property
     def target_text(self) -> str:
+        if self.at_most is not None:
+            return f"<= {self.at_most:g} {self.unit}"
         return f">= {self.target:.2f}" if self.target is not None else "-"
 
 

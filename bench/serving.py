@@ -37,6 +37,7 @@ from web.auth import mint_token
 HOST = "127.0.0.1"
 SECONDS = 5
 STREAMS = 100
+HALF_OPEN = 1000
 TARGETS = {"create": 0.35, "cancel": 0.35}
 HELLO = "from flask import Flask\napp = Flask(__name__)\n\n@app.get('/')\ndef hello():\n" \
         "    return 'Hello, World!'\n"
@@ -292,10 +293,81 @@ def measure_service(name: str, port: int, root: int, token: str, workdir: Path,
     with_streams = results[f"16 conns, {STREAMS} streams"]
     rows.append(Row(f"{name}: cancel with {STREAMS} streams / without",
                     with_streams.rate, results["16 conns"].rate, "req/s", 0.8))
+    rows.append(Row(f"{name}: cancel p99, 16 conns", results["16 conns"].p99, 0, "ms",
+                    at_most=40))
+    rows.append(Row(f"{name}: cancel p99, 1 conn", results["1 conn"].p99, 0, "ms",
+                    at_most=10))
+    worst, median = healthz_beside_half_open(port, HALF_OPEN)
+    rows.append(Row(f"{name}: /healthz beside {HALF_OPEN:,} half-open conns", worst, 0,
+                    "ms", note=f"slowest of 20; median {median:.1f} ms", at_most=100))
     rows.append(Row(f"{name}: server RSS", rss_mib(root), 0, "MiB", None, "all processes"))
     for row in rows:
         say(f"  {row.name}: {row.ours:,.1f} {row.unit} ({row.note})")
     return rows
+
+
+def healthz_beside_half_open(port: int, count: int) -> tuple[float, float]:
+    """/healthz latency (slowest and median of 20, ms) while `count` connections
+    hold a request head they never finish."""
+    import http.client
+    import statistics
+
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection((HOST, port), timeout=10)
+            sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n".encode())
+            held.append(sock)
+        time.sleep(0.5)
+        times = []
+        for _ in range(20):
+            began = time.perf_counter()
+            connection = http.client.HTTPConnection(HOST, port, timeout=10)
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            connection.close()
+            times.append((time.perf_counter() - began) * 1000)
+        return max(times), statistics.median(times)
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def slot_freed_after(port: int, token: str) -> float:
+    """Seconds from a stream's client leaving to its (only) slot taking a new stream."""
+    def attempt() -> tuple[socket.socket, bytes]:
+        sock = socket.create_connection((HOST, port), timeout=10)
+        sock.sendall((f"GET /api/events HTTP/1.1\r\nHost: {HOST}\r\n"
+                      f"Authorization: Bearer {token}\r\n\r\n").encode())
+        return sock, sock.recv(200)
+
+    first, head = attempt()
+    if b" 200 " not in head:
+        raise RuntimeError(f"no stream: {head!r}")
+    first.close()
+    began = time.monotonic()
+    while time.monotonic() - began < 30:
+        sock, head = attempt()
+        sock.close()
+        if b" 200 " in head:
+            return time.monotonic() - began
+        time.sleep(0.02)
+    return float("inf")
+
+
+def events_per_append(log: Path) -> str | None:
+    """The workers' own count, logged as they stop ("... N events in M appends")."""
+    events = appends = 0
+    for line in log.read_text(errors="replace").splitlines():
+        if "events in" in line and "appends" in line:
+            words = line.split()
+            try:
+                at = words.index("events")
+                events += int(words[at - 1].replace(",", ""))
+                appends += int(words[at + 2].replace(",", ""))
+            except (ValueError, IndexError):
+                continue
+    return f"{events / appends:.2f}" if appends else None
 
 
 @contextmanager
@@ -316,11 +388,28 @@ def embedded(ctx: Context, hello: Load) -> list[Row]:
     url = f"sqlite:///{ctx.workdir / 'serving.db'}"
     cli = str(Path(sys.executable).with_name("smartscheduler"))
     token = mint_token(Settings(jwt_secret=secret), roles=["Dispatcher"])
+    log = ctx.workdir / "embedded.log"
     with started([cli, "serve", "--host", HOST, "--port", str(port)],
-                 service_env(url, secret), ctx.workdir / "embedded.log",
-                 port=port) as process:
-        return measure_service("embedded", port, process.pid, token, ctx.workdir, hello,
+                 service_env(url, secret), log, port=port) as process:
+        rows = measure_service("embedded", port, process.pid, token, ctx.workdir, hello,
                                ctx.say)
+    rows.append(_per_append("embedded", log, ctx.say))
+    port = free_port()
+    with started([cli, "serve", "--host", HOST, "--port", str(port)],
+                 service_env(f"sqlite:///{ctx.workdir / 'slots.db'}", secret,
+                             SMARTSCHEDULER_MAX_STREAMS="1"),
+                 ctx.workdir / "slots.log", port=port):
+        freed = slot_freed_after(port, token)
+    ctx.say(f"  embedded: a left stream's slot is free after {freed:.2f} s")
+    rows.append(Row("embedded: a left stream's slot free after", freed, 0, "s", at_most=2))
+    return rows
+
+
+def _per_append(name: str, log: Path, say: Any) -> Row:
+    per = events_per_append(log)
+    say(f"  {name}: events per append under load: {per or 'not logged'}")
+    return Row(f"{name}: events per append (all runs)", float(per or 0), 0, "events",
+               note="group commit: concurrent commands share one append")
 
 
 def scaled(ctx: Context, hello: Load, postgres_url: str) -> list[Row]:
@@ -347,8 +436,9 @@ def scaled(ctx: Context, hello: Load, postgres_url: str) -> list[Row]:
                         port=port) as server, \
                 started([cli, "projections", "run"], env, log), \
                 started([cli, "relay"], env, log):
-            return measure_service("scaled", port, server.pid, token, ctx.workdir, hello,
+            rows = measure_service("scaled", port, server.pid, token, ctx.workdir, hello,
                                    ctx.say)
+        return [*rows, _per_append("scaled", log, ctx.say)]
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -283,6 +283,11 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         services = self._services()
         if services is None:
             return
+        appends = services.app.appends
+        if appends.appends:
+            self.log.info("Worker %s: %s events in %s appends (%.2f per append)",
+                          os.getpid(), appends.events, appends.appends,
+                          appends.events_per_append)
         try:
             services.close()
         except Exception:  # exiting anyway; each follower resumes from its record
