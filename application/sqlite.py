@@ -3,8 +3,11 @@
 eventsourcing 9.5.6 ships no subscription for SQLite, so the projection runner
 cannot follow an SQLite event store as shipped. `SQLiteApplicationRecorder`
 adds one: it polls the notification log, and a write made through any recorder
-of the same database in this process wakes its subscribers at once. It leans on
-the library's `ListenNotifySubscription`, hence the exact pin.
+of the same database in this process wakes its subscribers at once; a write
+made by another process wakes them through `application.wakeup` (the
+recorder's `on_appended` on the writer's side, `wake_subscriptions` on the
+reader's), or else at the next poll. It leans on the library's
+`ListenNotifySubscription`, hence the exact pin.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -28,7 +31,8 @@ from eventsourcing.sqlite import SQLiteDatastore
 from application.persistence import SQLITE_POOL_TIMEOUT, UNAVAILABLE_FOR, StoreUnavailable
 
 POLL_INTERVAL = 0.1
-"""Seconds between polls of the log, for writes made by other processes."""
+"""Seconds between polls of the log: the fallback for writes made by other processes
+when their wake-up does not arrive (application.wakeup)."""
 
 _subscribers: dict[str, weakref.WeakSet[SQLiteSubscription]] = {}
 _subscribers_lock = threading.Lock()
@@ -84,6 +88,10 @@ class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
     for UNAVAILABLE_FOR after one failed, and a write probe."""
 
     _appends_refused_until = 0.0
+    on_appended: Callable[[], None] | None = None
+    """Called after each append has committed, to tell other processes (the
+    composition root sets it: `application.wakeup`); this process's own
+    subscriptions are woken directly."""
 
     def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
         # Not a setting of the library's factory: the pool is built with 5 s.
@@ -123,7 +131,13 @@ class SQLiteApplicationRecorder(_SQLiteApplicationRecorder):
             self._appends_refused_until = time.monotonic() + UNAVAILABLE_FOR
             raise
         _wake(self.datastore.pool.db_name)
+        if self.on_appended is not None:
+            self.on_appended()
         return ids
+
+    def wake_subscriptions(self) -> None:
+        """Wake this process's subscriptions to the database: another process wrote."""
+        _wake(self.datastore.pool.db_name)
 
     def subscribe(self, gt: int | None = None,
                   topics: Sequence[str] = ()) -> SQLiteSubscription:  # type: ignore[override]

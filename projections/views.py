@@ -12,7 +12,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -110,8 +110,14 @@ class DispatchViews:
     tracking_name = TRACKING_NAME
     suffix = ""
 
+    on_advanced: Callable[[], None] | None = None
+    """Called after this object committed a batch (or a rebuild's switch), to tell
+    the other processes' waits (the composition root sets it); the waits of
+    this process are woken directly."""
+
     def _init_views(self) -> None:
         self._advanced = threading.Condition()
+        self._advances = 0  # counted under _advanced: a wait misses no wake-up
         self._sql_cache: dict[str, str] = {}
 
     # Writing ---------------------------------------------------------------
@@ -126,8 +132,7 @@ class DispatchViews:
         with self._transaction(commit=True) as c:
             self._apply(c, events)
             self._advance(c, events[0][1].notification_id, events[-1][1].notification_id)
-        with self._advanced:
-            self._advanced.notify_all()
+        self._advanced_here()
 
     def _apply(self, c: Any, events: Sequence[tuple[Any, Tracking]]) -> None:
         for sql, rows in grouped(_statements(events)):
@@ -167,6 +172,7 @@ class DispatchViews:
         twin.suffix = SHADOW_SUFFIX
         twin.tracking_name = self.tracking_name + SHADOW_SUFFIX
         twin._init_views()
+        twin.on_advanced = None  # no wait is for its position
         return twin
 
     def create_empty(self) -> None:
@@ -206,8 +212,7 @@ class DispatchViews:
             c.execute(self._delete_tracking_sql(), (shadow.tracking_name,))
             if position:
                 self._advance(c, position, position)
-        with self._advanced:
-            self._advanced.notify_all()
+        self._advanced_here()
         return position
 
     def _lock_for_switch(self, c: Any) -> int:
@@ -227,15 +232,34 @@ class DispatchViews:
         return self.max_tracking_id(tracking_name) or 0  # type: ignore[attr-defined]
 
     def wait_for(self, position: int, timeout: float) -> bool:
-        """Block until the read models have applied `position`; False on timeout."""
+        """Block until the read models have applied `position`; False on timeout.
+
+        Woken when they advance (`notify_advanced`), else it looks every 50 ms.
+        """
         deadline = time.monotonic() + timeout
-        while self.position() < position:
+        while True:
+            with self._advanced:
+                seen = self._advances
+            if self.position() >= position:
+                return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             with self._advanced:
-                self._advanced.wait(min(remaining, 0.05))
-        return True
+                if self._advances == seen:  # else they moved since: look again now
+                    self._advanced.wait(min(remaining, 0.05))
+
+    def notify_advanced(self) -> None:
+        """Wake this process's waits: the read models moved (here, or in another
+        process that shares them)."""
+        with self._advanced:
+            self._advances += 1
+            self._advanced.notify_all()
+
+    def _advanced_here(self) -> None:
+        self.notify_advanced()
+        if self.on_advanced is not None:
+            self.on_advanced()
 
     def list_jobs(self, *, status: str | None = None, priority: str | None = None,
                   region: str | None = None, page: int = 1, page_size: int = 20) -> Page:

@@ -3,13 +3,16 @@ that wires them (the HTTP app included: `create_app`). No layer imports it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from application.dispatch import Dispatch
 from application.persistence import eventsourcing_env, size_pool, storage_lock
 from application.settings import Settings
+from application.sqlite import SQLiteApplicationRecorder
+from application.wakeup import ADVANCED, APPENDED, Wakeup, wakeup_for
 from projections.hub import Hub
 from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
 from projections.relay import Relay
@@ -45,6 +48,7 @@ class Services:
     relay: Relay | None = None
     hub: Hub | None = None
     watch: Watch = field(default_factory=Watch)
+    wakeup: Wakeup | None = None
 
     def followers(self, head: int) -> list[dict[str, Any]]:
         """Every follower of the log this deployment runs, wherever it runs: its
@@ -62,6 +66,8 @@ class Services:
                 part.stop()
         if self.relay is not None:
             self.relay.redis.close()
+        if self.wakeup is not None:
+            self.wakeup.close()
         self.app.close()
 
 
@@ -80,6 +86,7 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
             services.relay = Relay(app, redis_client(settings.redis_url),
                                    status=services.views)
     try:
+        services.wakeup = _wakeups(services, run_projections, realtime)
         if settings.embedded_projections if run_projections is None else run_projections:
             services.runner = ViewsRunner(app, services.views).start()
         if services.relay is not None:
@@ -90,6 +97,32 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
         services.close()
         raise
     return services
+
+
+def _wakeups(services: Services, run_projections: bool | None,
+             realtime: bool) -> Wakeup | None:
+    """On an SQLite file, the wake-ups between the processes that share it
+    (`application.wakeup`): this process tells the others of its appends and of
+    its read models' batches, and listens for theirs when it follows the log (its
+    subscriptions) or serves (its hub, its read-your-writes waits). Elsewhere None."""
+    recorder = services.app.recorder
+    if not isinstance(recorder, SQLiteApplicationRecorder):
+        return None
+    wakeup = wakeup_for(services.settings.database_url)
+    if wakeup is None:
+        return None
+    recorder.on_appended = functools.partial(wakeup.notify, APPENDED)
+    services.views.on_advanced = functools.partial(wakeup.notify, ADVANCED)
+    projections = (services.settings.embedded_projections if run_projections is None
+                   else run_projections)
+    callbacks: dict[str, Callable[[], None]] = {}
+    if realtime or projections or services.relay is not None:
+        callbacks[APPENDED] = recorder.wake_subscriptions
+    if realtime:
+        callbacks[ADVANCED] = services.views.notify_advanced
+    if callbacks:
+        wakeup.listen(callbacks)
+    return wakeup
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
