@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: $HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
     serve.add_argument("--workers", type=int, default=None,
-                       help="worker processes (default 1 on SQLite, 2 x cores otherwise)")
+                       help="HTTP worker processes (default: the number of cores, at least "
+                            "2); on SQLite the read models and the relay run in one more")
     serve.add_argument("--threads", type=int, default=None,
                        help="threads per worker (default 16)")
     serve.set_defaults(handler=_serve)
@@ -111,13 +113,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    stop = _stop_requested()
-    services = build_services(settings, run_projections=True, run_relay=False)
-    assert services.runner is not None
-    log.info("Read models: following the log from position %s.", services.views.position())
-    _until_signalled(stop)
-    _stop_following(services, services.runner, "Read models")
-    return 0
+    return run_followers(settings, views=True, relay=False)
 
 
 def _relay(args: argparse.Namespace, settings: Settings) -> int:
@@ -125,13 +121,29 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
         print("error: set SMARTSCHEDULER_REDIS_URL; the relay publishes to Redis.",
               file=sys.stderr)
         return 2
+    return run_followers(settings, views=False, relay=True)
+
+
+def run_followers(settings: Settings, *, views: bool, relay: bool,
+                  parent: int | None = None) -> int:
+    """Follow the log in this process until SIGTERM or SIGINT: the read models
+    (`projections run`), the relay (`relay`), or both (the followers process of an
+    embedded server, `smartscheduler.server`, which passes its `parent`: the
+    followers stop too when that process is gone). Each follower stops after the
+    batch in hand, with its position recorded."""
     stop = _stop_requested()
-    services = build_services(settings, run_projections=False, run_relay=True)
-    assert services.relay is not None
-    log.info("Relay: publishing from position %s to %s.", services.relay.position(),
-             redacted(settings.redis_url))
-    _until_signalled(stop)
-    _stop_following(services, services.relay, "Relay")
+    services = build_services(settings, run_projections=views, run_relay=relay)
+    following: list[tuple[LogFollower, str]] = []
+    if services.runner is not None:
+        log.info("Read models: following the log from position %s.",
+                 services.views.position())
+        following.append((services.runner, "Read models"))
+    if services.relay is not None:
+        log.info("Relay: publishing from position %s to %s.", services.relay.position(),
+                 redacted(settings.redis_url or ""))
+        following.append((services.relay, "Relay"))
+    _until_signalled(stop, parent)
+    _stop_following(services, following)
     return 0
 
 
@@ -155,22 +167,30 @@ def _stop_requested() -> threading.Event:
     return stop
 
 
-def _until_signalled(stop: threading.Event) -> None:
-    """Block until SIGTERM or SIGINT (see `_stop_requested`)."""
+def _until_signalled(stop: threading.Event, parent: int | None = None) -> None:
+    """Block until SIGTERM or SIGINT (see `_stop_requested`), or until the process
+    `parent` is no longer this one's parent (it died: nobody would stop this one)."""
     while not stop.wait(1.0):
-        pass
+        if parent is not None and os.getppid() != parent:
+            log.warning("The server (pid %s) is gone; stopping.", parent)
+            return
 
 
-def _stop_following(services: Services, follower: LogFollower, name: str) -> None:
-    """Stop the follower (it finishes the batch in hand and records its position),
-    read that position while the store is still open, then close everything."""
-    follower.stop()
-    try:
-        position: int | str = follower.position()
-    except Exception as error:  # the store is down: the next run reads it again
-        position = f"unknown ({type(error).__name__})"
+def _stop_following(services: Services, following: list[tuple[LogFollower, str]]) -> None:
+    """Stop the followers (each finishes the batch in hand and records its
+    position), read those positions while the store is still open, then close
+    everything."""
+    stopped = []
+    for follower, name in following:
+        follower.stop()
+        try:
+            position: int | str = follower.position()
+        except Exception as error:  # the store is down: the next run reads it again
+            position = f"unknown ({type(error).__name__})"
+        stopped.append((name, position))
     services.close()
-    log.info("%s: stopped at position %s.", name, position)
+    for name, position in stopped:
+        log.info("%s: stopped at position %s.", name, position)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
