@@ -64,6 +64,15 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -330,10 +339,20 @@ def test_sigterm_stops_the_workers_and_the_followers_with_exit_0_leaving_no_proc
         assert code == 0
     finally:
         stream.close()
-    alive = {pid for pid in processes if Path(f"/proc/{pid}").exists()
-             and (Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z")}
+    alive = {pid for pid in processes if running(pid)}
     assert not alive, f"left running: {alive}"
     log = embedded.log()
     assert "Traceback" not in log
     assert "Read models: stopped at position" in log
     assert "Followers process" in log and "stopped (exited with code 0)" in log
+
+
+def test_the_arbiter_killed_takes_its_workers_and_followers_with_it(embedded):
+    processes = worker_pids(embedded) | {followers_pid(embedded)}
+    assert None not in processes and len(processes) >= 3
+
+    embedded.process.send_signal(signal.SIGKILL)  # no clean stop: the children notice
+    embedded.process.wait(timeout=WAIT)
+
+    wait_until(lambda: not {pid for pid in processes if running(pid)},
+               "every worker and the followers process exiting")
