@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 
+from projections.reader import Entry, LogReader, batches
 from projections.status import Failure, describe_error
 
 log = logging.getLogger(__name__)
@@ -18,20 +19,15 @@ OUTAGE_BACKOFF = 2.0
 """Longest wait between tries while the store or Redis fails (an event that fails
 is retried up to the follower's max_backoff)."""
 
+POLL = 0.25
+"""Seconds a follower reading on its own waits before looking again, when it
+found nothing new (only while the shared reader fails)."""
+
+__all__ = ["Entry", "EventFailed", "LogFollower", "batches", "event_type_of"]
+
 
 class FailureRecord(Protocol):
     def record_failure(self, name: str, failure: Failure | None) -> None: ...
-
-
-def batches(subscription: Any, max_size: int) -> Iterator[list[Notification]]:
-    """Group what a subscription has already fetched, without waiting for more."""
-    for notification in subscription:
-        batch = [notification]
-        # ListenNotifySubscription fetches pages; take the rest of the page at once.
-        while (len(batch) < max_size
-               and subscription._notifications_index < len(subscription._notifications)):
-            batch.append(next(subscription))
-        yield batch
 
 
 class EventFailed(Exception):
@@ -50,7 +46,13 @@ def event_type_of(notification: Notification) -> str:
 class LogFollower:
     """Follows the application's log in batches, in a thread, until stopped.
 
-    Subclasses say where they are (`position`) and what a batch means (`handle`).
+    Subclasses say where they are (`position`) and what a batch of entries means
+    (`handle`: each entry has its notification, and its domain event, envelope
+    and JSON decoded once for the whole process). The log is read through the
+    process's `LogReader`, shared with the other followers of the same
+    application: the follower gets what is after its own position, and reads on
+    its own while it is behind the others (projections.reader).
+
     A failure is retried from the recorded position with a growing back-off, so
     the position stays honest and nothing is skipped. A batch that fails for a
     reason other than the infrastructure is applied again one event at a time,
@@ -64,21 +66,21 @@ class LogFollower:
     """Failures of a server or the network, not of an event: logged without a traceback."""
 
     def __init__(self, app: Any, *, batch_size: int = 500, max_backoff: float = 30.0,
-                 status: FailureRecord | None = None) -> None:
+                 status: FailureRecord | None = None, reader: LogReader | None = None) -> None:
         self.app = app
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self.status = status
+        self.reader = reader if reader is not None else LogReader.of(app)
         self.failure: Failure | None = None
         self.last_error: BaseException | None = None
         self._stopping = threading.Event()
-        self._subscription: Any = None
         self._thread: threading.Thread | None = None
 
     def position(self) -> int:
         raise NotImplementedError
 
-    def handle(self, notifications: list[Notification]) -> bool:
+    def handle(self, entries: Sequence[Entry]) -> bool:
         """Act on a batch; False to follow again from the recorded position."""
         raise NotImplementedError
 
@@ -88,9 +90,9 @@ class LogFollower:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the batch in hand (its position recorded with it)."""
         self._stopping.set()
-        if self._subscription is not None:
-            self._subscription.stop()
+        self.reader.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -100,6 +102,13 @@ class LogFollower:
 
     def run(self) -> None:
         """Follow the log until stopped."""
+        self.reader.attach(self, self._stopping)
+        try:
+            self._run()
+        finally:
+            self.reader.detach(self)
+
+    def _run(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
@@ -121,36 +130,44 @@ class LogFollower:
         """Raise when what the follower writes to is unreachable (before following)."""
 
     def _follow(self) -> None:
-        subscription = self.app.recorder.subscribe(gt=self.position())
-        self._subscription = subscription
-        with subscription:
-            if self._stopping.is_set():
+        after = self.position()
+        if self._stopping.is_set():
+            return
+        self.check()
+        if self.failure is not None and self.failure.position is None:
+            self._recovered(after + 1)  # an outage, now over
+        reader = self.reader
+        while not self._stopping.is_set():
+            batch = reader.take(self, after, self.batch_size)
+            if batch is None:  # behind the shared window, or the reader fails
+                batch = reader.read(self, after, self.batch_size)
+                if not batch:
+                    reader.pause(after, POLL)
+                    continue
+            if not batch:
+                continue
+            if not self._handle(batch):
                 return
-            self.check()
-            if self.failure is not None and self.failure.position is None:
-                self._recovered(self.position() + 1)  # an outage, now over
-            for batch in batches(subscription, self.batch_size):
-                if not self._handle(batch):
-                    return
-                if self.failure is not None:
-                    self._recovered(batch[0].id)
+            if self.failure is not None:
+                self._recovered(batch[0].id)
+            after = batch[-1].id
 
-    def _handle(self, batch: list[Notification]) -> bool:
+    def _handle(self, batch: Sequence[Entry]) -> bool:
         try:
             return self.handle(batch)
         except self.infrastructure_errors:
             raise
         except Exception as error:
             if len(batch) == 1:
-                raise EventFailed(batch[0], error) from error
-        for notification in batch:  # find the event that fails, applying those before it
+                raise EventFailed(batch[0].notification, error) from error
+        for entry in batch:  # find the event that fails, applying those before it
             try:
-                if not self.handle([notification]):
+                if not self.handle([entry]):
                     return False
             except self.infrastructure_errors:
                 raise
             except Exception as error:
-                raise EventFailed(notification, error) from error
+                raise EventFailed(entry.notification, error) from error
         return True
 
     def _failed(self, error: BaseException, notification: Notification | None,

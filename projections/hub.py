@@ -2,9 +2,12 @@
 
 The hub hands every published envelope, in position order and once, to the
 local subscribers (the open event streams). Its source is the event store
-itself in the embedded mode, or Redis pub/sub between processes; with Redis,
-a jump in positions or a quiet spell is filled in from the event store, so a
-dropped pub/sub message delays an event but never loses it.
+itself in the embedded mode (through the process's shared reader of the log,
+projections.reader, as one more follower beside the read models and the relay:
+the envelopes the relay publishes are made once for both), or Redis pub/sub
+between processes; with Redis, a jump in positions or a quiet spell is filled
+in from the event store, so a dropped pub/sub message delays an event but never
+loses it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
 
 from projections.envelopes import envelope
+from projections.follower import LogFollower
+from projections.reader import Entry, LogReader
 from projections.relay import CHANNEL_PREFIX
 
 log = logging.getLogger(__name__)
@@ -79,7 +84,7 @@ class Hub:
     """Distributes envelopes to this process's subscribers."""
 
     def __init__(self, app: Any, redis_url: str | None = None, *,
-                 fill_interval: float = 1.0) -> None:
+                 fill_interval: float = 1.0, reader: LogReader | None = None) -> None:
         self.app = app
         self.redis_url = redis_url
         self.fill_interval = fill_interval
@@ -90,6 +95,7 @@ class Hub:
         self._stopping = threading.Event()
         self._source: Any = None
         self._threads: list[threading.Thread] = []
+        self._feed = None if redis_url else StoreFeed(self, reader=reader)
 
     # Subscribers ----------------------------------------------------------
 
@@ -117,8 +123,9 @@ class Hub:
     # Sources --------------------------------------------------------------
 
     def start(self) -> Hub:
-        targets = [self._follow_redis, self._fill_gaps] if self.redis_url else [
-            self._follow_store]
+        if self._feed is not None:
+            self._feed.start()
+        targets = [self._follow_redis, self._fill_gaps] if self.redis_url else []
         for target in targets:
             thread = threading.Thread(target=self._forever, args=(target,), daemon=True,
                                       name=f"hub-{target.__name__.strip('_')}")
@@ -128,6 +135,8 @@ class Hub:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._feed is not None:
+            self._feed.stop(5)
         source = self._source
         if hasattr(source, "stop"):
             source.stop()
@@ -171,21 +180,15 @@ class Hub:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _follow_store(self) -> None:
-        subscription = self.app.recorder.subscribe(gt=self.position)
-        self._source = subscription
-        with subscription:
-            if self._stopping.is_set():  # stop() ran before the source was set
-                return
-            to_event = self.app.mapper.to_domain_event
-            for n in subscription:
-                if self._stopping.is_set():
-                    return
-                if not self._subscribers:  # nobody listens: just keep the position
-                    with self._delivery:
-                        self.position = max(self.position, n.id)
-                    continue
-                self.deliver(envelope(to_event(n), n.id))
+    def _deliver_entries(self, entries: Sequence[Entry]) -> None:
+        """Deliver entries of the log (the embedded mode's source)."""
+        if not self._subscribers:  # nobody listens: just keep the position
+            with self._delivery:
+                self.position = max(self.position, entries[-1].id)
+            return
+        for entry in entries:
+            if entry.id > self.position:  # no envelope made for what it skips
+                self.deliver(entry.envelope)
 
     def _follow_redis(self) -> None:
         assert self.redis_url is not None
@@ -221,3 +224,21 @@ class Hub:
         if head > self.position:
             for missed in read_log(self.app, self.position, until=head):
                 self.deliver(missed)
+
+
+class StoreFeed(LogFollower):
+    """The hub's source in the embedded mode: a follower of the log that delivers
+    what comes after the hub's position (kept in memory, not recorded)."""
+
+    name = "hub"
+
+    def __init__(self, hub: Hub, *, reader: LogReader | None = None) -> None:
+        super().__init__(hub.app, batch_size=500, max_backoff=10.0, reader=reader)
+        self.hub = hub
+
+    def position(self) -> int:
+        return self.hub.position
+
+    def handle(self, entries: Sequence[Entry]) -> bool:
+        self.hub._deliver_entries(entries)
+        return True

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import redis
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from projections.envelopes import envelope, groups_of
 from projections.follower import FailureRecord, LogFollower
+from projections.reader import Entry, LogReader
 
 STREAM = "smartscheduler:events"
 CHANNEL_PREFIX = "smartscheduler:"
@@ -38,9 +40,9 @@ class Relay(LogFollower):
 
     def __init__(self, app: Any, redis_client: redis.Redis, *, batch_size: int = 200,
                  stream_maxlen: int | None = 1_000_000, max_backoff: float = 10.0,
-                 status: FailureRecord | None = None) -> None:
+                 status: FailureRecord | None = None, reader: LogReader | None = None) -> None:
         super().__init__(app, batch_size=batch_size, max_backoff=max_backoff,
-                         status=status)
+                         status=status, reader=reader)
         self.redis = redis_client
         self.tracking = app.factory.tracking_recorder()
         self.stream_maxlen = stream_maxlen
@@ -51,29 +53,31 @@ class Relay(LogFollower):
     def check(self) -> None:
         self.redis.ping()
 
-    def handle(self, notifications: list[Notification]) -> bool:
-        to_event = self.app.mapper.to_domain_event
-        self.publish([(to_event(n), n.id) for n in notifications])
+    def handle(self, entries: Sequence[Entry]) -> bool:
+        self._publish([(entry.envelope, entry.payload) for entry in entries])
         return True
 
     def publish(self, pairs: list[tuple[Any, int]]) -> None:
         """Publish (event, position) pairs in order, then record the last position."""
         envelopes = [envelope(event, position) for event, position in pairs]
-        for item in envelopes:
-            self._append(item)
+        self._publish([(item, json.dumps(item)) for item in envelopes])
+
+    def _publish(self, items: list[tuple[dict[str, Any], str]]) -> None:
+        """Publish (envelope, its JSON) pairs in order, then record the last position."""
+        for item, payload in items:
+            self._append(item, payload)
         pipe = self.redis.pipeline(transaction=False)
-        for item in envelopes:
-            payload = json.dumps(item)
+        for item, payload in items:
             for group in groups_of(item):
                 pipe.publish(channel(group), payload)
         pipe.execute()
         # IntegrityError: another relay recorded this far already (no duplicate entry).
         with contextlib.suppress(IntegrityError):
-            self.tracking.insert_tracking(Tracking(TRACKING_NAME, pairs[-1][1]))
+            self.tracking.insert_tracking(Tracking(TRACKING_NAME, items[-1][0]["position"]))
 
-    def _append(self, item: dict[str, Any]) -> None:
+    def _append(self, item: dict[str, Any], payload: str) -> None:
         try:
-            self.redis.xadd(STREAM, {"event": json.dumps(item)}, id=f"{item['position']}-0",
+            self.redis.xadd(STREAM, {"event": payload}, id=f"{item['position']}-0",
                             maxlen=self.stream_maxlen, approximate=True)
         except redis.ResponseError as error:
             if "equal or smaller" not in str(error):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from projections.follower import LogFollower
+from projections.reader import Entry, LogReader
 from projections.views import DispatchViews, decode
 
 
@@ -19,18 +20,20 @@ class ViewsRunner(LogFollower):
     name = "read_models"
 
     def __init__(self, app: Any, views: DispatchViews, *, batch_size: int = 500,
-                 max_backoff: float = 30.0) -> None:
-        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff, status=views)
+                 max_backoff: float = 30.0, reader: LogReader | None = None) -> None:
+        super().__init__(app, batch_size=batch_size, max_backoff=max_backoff, status=views,
+                         reader=reader)
         self.views = views
 
     def position(self) -> int:
         return self.views.position()
 
-    def handle(self, notifications: list[Notification]) -> bool:
+    def handle(self, entries: Sequence[Entry]) -> bool:
+        name = self.views.tracking_name
         try:
-            self.views.process(decode(self.app, notifications, self.views.tracking_name))
+            self.views.process([(entry.event, Tracking(name, entry.id)) for entry in entries])
         except IntegrityError:
-            if self.views.position() < notifications[0].id:
+            if self.views.position() < entries[0].id:
                 raise
             # Another runner, or a rebuild's switch, got there first.
             return False
