@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,11 +139,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def start_server(database_url: str, workdir: Path, *,
-                 env: Mapping[str, str] | None = None, name: str = "server") -> Server:
+                 env: Mapping[str, str] | None = None, name: str = "server",
+                 args: Sequence[str] = ()) -> Server:
     """`python -m smartscheduler serve` on a free port; returns once /healthz answers.
 
     `env` adds SMARTSCHEDULER_* settings (Redis is off unless it names one);
-    `name` names the log, `<workdir>/<name>.log`, so servers can share a workdir.
+    `name` names the log, `<workdir>/<name>.log`, so servers can share a workdir;
+    `args` are more options of `serve` (`--workers 1`, `--threads 4`).
     """
     host, port = "127.0.0.1", free_port()
     log_path = workdir / f"{name}.log"
@@ -158,7 +160,7 @@ def start_server(database_url: str, workdir: Path, *,
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "smartscheduler", "serve", "--host", host,
-             "--port", str(port)],
+             "--port", str(port), *args],
             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     server = Server(host, port, database_url, log_path, process)
