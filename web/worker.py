@@ -13,6 +13,7 @@ import queue
 import re
 import resource
 import selectors
+import socket
 import threading
 import time
 import uuid
@@ -60,7 +61,16 @@ MAX_HEAD = 64 * 1024
 anyway (gunicorn's parser then answers 431 or 414)."""
 
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.I)
-HANDED_TO_THREAD_AT_HEAD = re.compile(rb"\r\n(?:transfer-encoding|expect)[ \t]*:", re.I)
+TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:([^\r\n]*)", re.I)
+EXPECT = re.compile(rb"\r\nexpect[ \t]*:", re.I)
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+BARE_LF = re.compile(rb"(?<!\r)\n")
+
+THREAD_IO_TIMEOUT = 30.0
+"""Seconds a thread waits on its connection at most, reading (a chunked body, a
+body past MAX_PREFETCH) or writing: a stalled client cannot hold it for longer."""
 
 
 def request_ready(data: bytes | bytearray) -> bool:
@@ -68,10 +78,16 @@ def request_ready(data: bytes | bytearray) -> bool:
     known and small; or enough that a thread should take it as it is."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
-        return len(data) > MAX_HEAD
+        # gunicorn's parser refuses a line ended by a bare LF at once (400).
+        return len(data) > MAX_HEAD or BARE_LF.search(data) is not None
     head = bytes(data[:end + 2])
-    if HANDED_TO_THREAD_AT_HEAD.search(head):  # a chunked body; a client awaiting 100
+    if EXPECT.search(head):  # the client waits for 100 Continue before its body
         return True
+    coding = TRANSFER_ENCODING.search(head)
+    if coding is not None:
+        if not coding.group(1).strip().lower().endswith(b"chunked"):
+            return True  # the parser refuses it
+        return chunked_body_in(data, end + 4)
     length = CONTENT_LENGTH.search(head)
     if length is None:
         return True
@@ -79,11 +95,33 @@ def request_ready(data: bytes | bytearray) -> bool:
     return size > MAX_PREFETCH or len(data) >= end + 4 + size
 
 
+def chunked_body_in(data: bytes | bytearray, start: int) -> bool:
+    """Whether the chunked body that starts at `start` has ended; or it is past
+    MAX_PREFETCH, or malformed (gunicorn's parser answers 400): a thread takes it."""
+    limit, position = start + MAX_PREFETCH, start
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return len(data) > limit
+        size_field = bytes(data[position:line_end]).split(b";", 1)[0].strip()
+        if not CHUNK_SIZE.fullmatch(size_field):
+            return True
+        size = int(size_field, 16)
+        if size == 0:  # the last chunk: then trailer fields, if any, and an empty line
+            rest = bytes(data[line_end + 2:])
+            return rest.startswith(b"\r\n") or b"\r\n\r\n" in rest
+        position = line_end + 2 + size + 2
+        if position > limit:
+            return True
+        if position > len(data):
+            return False
+
+
 class Worker(gthread.ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker, with these changes for this service.
 
     - A thread takes a connection only once its request has arrived: the main
-      loop reads request heads (and bodies of known length up to MAX_PREFETCH),
+      loop reads request heads (and bodies, by length or chunked, up to MAX_PREFETCH),
       so connections that never finish their headers cost a buffer each, not a
       thread, and cannot starve requests. Each has HEAD_TIMEOUT to send it.
     - An event stream's thread hands its socket to the process's stream pump
@@ -152,6 +190,11 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
             self.nr_conns -= 1
             conn.close()
             return
+        if len(conn.head) > MAX_HEAD and b"\r\n\r\n" not in conn.head:
+            # A thread would read the rest with no deadline: refused here instead.
+            self.nr_conns -= 1
+            self._refuse_head(conn)
+            return
         received, conn.head = bytes(conn.head), bytearray()
         conn.data_ready = True
         if conn.initialized:
@@ -160,8 +203,28 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
             conn.received = received
         self.enqueue_req(conn)
 
+    def _refuse_head(self, conn: Any) -> None:
+        """Answer a head longer than MAX_HEAD (414 for its request line, else 431)."""
+        line_end = conn.head.find(b"\n")
+        if line_end < 0 or line_end > self.cfg.limit_request_line:
+            status, reason = 414, "URI Too Long"
+        else:
+            status, reason = 431, "Request Header Fields Too Large"
+        with contextlib.suppress(OSError):
+            conn.sock.send(problem_reply(status, reason, self._detail(status, None)))
+        conn.close()
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Stopping: kept-alive connections, and those whose request has not come in
+        yet, are closed by `deadline` (gunicorn waits for every one it counts)."""
+        super()._cap_keepalive(deadline)
+        for conn in self.pending_conns:
+            conn.timeout = min(conn.timeout, deadline)
+
     def handle(self, conn: Any) -> Any:
         """Run by a thread: the request is in, read ahead by the main loop."""
+        if type(conn.sock) is socket.socket:
+            conn.sock.__class__ = _ThreadSocket
         received = getattr(conn, "received", b"")
         if received:
             conn.received = b""
@@ -258,7 +321,7 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         except Exception:  # the client is gone
             self.log.debug("Failed to send error message.")
 
-    def _detail(self, status: int, exc: BaseException) -> str:
+    def _detail(self, status: int, exc: BaseException | None) -> str:
         if status == 414:
             return (f"The request line is longer than the {self.cfg.limit_request_line} "
                     "bytes this server accepts.")
@@ -300,6 +363,19 @@ def _end_streams(hub: Hub) -> None:
     while True:
         hub.end_streams()
         time.sleep(STREAM_SWEEP)
+
+
+class _ThreadSocket(socket.socket):
+    """A connection's socket while a thread serves it: "blocking" waits at most
+    THREAD_IO_TIMEOUT (gunicorn sets its sockets blocking, with no deadline)."""
+
+    __slots__ = ()
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(THREAD_IO_TIMEOUT)
+        else:
+            super().setblocking(False)
 
 
 def _raise_open_files_limit() -> None:

@@ -598,13 +598,6 @@ def test_a_head_larger_than_the_prefetch_gets_a_problem_not_a_hang(
     assert healthz(server) == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Bug (web/worker.py): once more than MAX_HEAD (64 KiB) of an unfinished head is in, "
-    "request_ready hands the connection to a thread, whose gunicorn parser then reads "
-    "the rest of the head from a blocking socket with no deadline (up to ~800 KiB, "
-    "limit_request_fields x limit_request_field_size): HEAD_TIMEOUT no longer applies, "
-    "and each such client holds a thread as long as it stays connected; THREADS of them "
-    "starve the worker."))
 def test_heads_past_the_prefetch_left_unfinished_starve_no_request(server: Server) -> None:
     lines = "".join(f"X-Field-{n}: {FILLER}\r\n" for n in range(700)).encode()
     stalled: list[Raw] = []
@@ -621,11 +614,6 @@ def test_heads_past_the_prefetch_left_unfinished_starve_no_request(server: Serve
             connection.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Bug (web/worker.py, request_ready): a head whose lines end in a bare LF never "
-    "contains CRLF CRLF, so the main loop waits for more and closes the connection "
-    "after HEAD_TIMEOUT without an answer; before 9ecfa4b gunicorn's parser answered "
-    "400 at once (it rejects a bare LF as soon as it sees one)."))
 def test_a_head_with_bare_line_feeds_is_answered_400(server: Server) -> None:
     connection = Raw(server)
     try:
@@ -796,12 +784,6 @@ def test_sigterm_ends_the_open_streams_and_the_server_exits_0(
             stream.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Bug (web/worker.py; not new in 9ecfa4b): a stopping worker waits for every "
-    "connection it counts, and one that has not sent a byte of its request stays "
-    "counted until HEAD_TIMEOUT (10 s) closes it, or the graceful timeout (10 s) runs "
-    "out: the stop waits for it, unlike a kept-alive connection (capped at STOP_LINGER). "
-    "Before 9ecfa4b a thread waited on it the same way."))
 def test_sigterm_does_not_wait_for_a_connection_that_never_sent_a_request(
         own_server: Callable[..., Server]) -> None:
     server = own_server()
