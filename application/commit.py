@@ -114,8 +114,8 @@ class GroupCommit:
         if not slots:
             return
         processing = ProcessingEvent[Any]()
-        for slot in slots:
-            processing.collect_events(*slot.events)
+        for slot in slots:  # as collect_events would, without its Protocol checks
+            processing.events.extend(slot.events)
             processing.aggregates[slot.aggregate.id] = slot.aggregate
         recordings = self._record(processing)
         if self._on_batch is not None:
