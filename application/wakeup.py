@@ -20,6 +20,7 @@ no data: one lost (a receiver's buffer full: it is awake anyway) or not sent
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
@@ -47,6 +48,24 @@ _MAX_ADDRESS = 107
 one is reached through /proc/self/fd/<the directory's descriptor>/<name>."""
 
 
+_sending: socket.socket | None = None
+_sending_lock = threading.Lock()
+
+
+def _sender() -> socket.socket:
+    """The process's one socket for sending wake-ups (unbound, non-blocking): a
+    Wakeup that only sends holds nothing that needs closing."""
+    global _sending
+    if _sending is None:
+        with _sending_lock:
+            if _sending is None:
+                sending = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                sending.setblocking(False)
+                atexit.register(sending.close)
+                _sending = sending
+    return _sending
+
+
 def wakeup_for(database_url: str) -> Wakeup | None:
     """The wake-ups of the SQLite file the URL names; None for any other store
     (PostgreSQL has its own; an in-memory SQLite has one process only)."""
@@ -62,8 +81,6 @@ class Wakeup:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sender.setblocking(False)
         self._dir_fds: dict[str, int] = {}
         self._fds_lock = threading.Lock()
         self._listeners: dict[str, tuple[socket.socket, str, Callable[[], None]]] = {}
@@ -84,11 +101,12 @@ class Wakeup:
             names = os.listdir(self.directory / channel)
         except OSError:  # nobody listens yet (or the directory went away)
             return
+        sender = _sender()
         for name in names:
             if name in self._own:
                 continue
             try:
-                self._sender.sendto(b"!", self._address(channel, name))
+                sender.sendto(b"!", self._address(channel, name))
             except BlockingIOError:  # its buffer is full: it has wake-ups to read
                 pass
             except ConnectionRefusedError:  # its process is gone
@@ -142,7 +160,6 @@ class Wakeup:
                 if fd >= 0:
                     os.close(fd)
             self._dir_fds.clear()
-        self._sender.close()
 
     def _bind(self, channel: str, callback: Callable[[], None]) -> None:
         path = self.directory / channel
