@@ -132,6 +132,10 @@ def run_followers(settings: Settings, *, views: bool, relay: bool,
     followers stop too when that process is gone). Each follower stops after the
     batch in hand, with its position recorded."""
     stop = _stop_requested()
+    if parent is not None:
+        # Its server stops it with SIGTERM. A Ctrl-C reaches the whole process group:
+        # taken here as well, the server's SIGTERM would then be a second signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     services = build_services(settings, run_projections=views, run_relay=relay)
     following: list[tuple[LogFollower, str]] = []
     if services.runner is not None:

@@ -356,3 +356,17 @@ def test_the_arbiter_killed_takes_its_workers_and_followers_with_it(embedded):
 
     wait_until(lambda: not {pid for pid in processes if running(pid)},
                "every worker and the followers process exiting")
+
+
+def test_ctrl_c_to_the_process_group_stops_the_followers_cleanly_too(embedded):
+    processes = worker_pids(embedded) | {followers_pid(embedded)}
+    assert embedded.client().post("/api/jobs", JOB).status == 201
+
+    os.killpg(embedded.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    assert embedded.process.wait(timeout=WAIT) == 0
+
+    assert not {pid for pid in processes if running(pid)}
+    log = embedded.log()
+    assert "Read models: stopped at position" in log, log
+    assert "stopped (exited with code 0)" in log, log
+    assert "Traceback" not in log
