@@ -28,8 +28,19 @@ second schema of 10,000 events, so the `alongside` rows (info) compare the two
 sizes free of drift between the first and the second measurement.
 
 Each cancel is also split into loading the aggregate (`repository.get`), the
-write (`recorder.insert_events`: `LOCK TABLE ... IN EXCLUSIVE MODE`, NOTIFY and
-INSERT in one pipelined round trip, then the synced COMMIT) and the rest, and printed.
+write (`recorder.insert_events`: ours, BEGIN, the INSERT under the append lock,
+NOTIFY and COMMIT in one pipelined round trip; the library's, LOCK TABLE ... IN
+EXCLUSIVE MODE, NOTIFY and INSERT in one round trip, then the synced COMMIT)
+and the rest, and printed.
+
+Appends (also alone: `--only postgres-appends`). `recorder.insert_events` of
+one new event per call, from P spawned processes of T threads each, for each
+(P, T) in APPEND_SHAPES: ours (application.postgres: the append lock held only
+for the INSERT, released before the COMMIT) against the library's recorder
+(`LOCK TABLE ... IN EXCLUSIVE MODE` held through the COMMIT and its WAL flush),
+each on its own fresh schema, in turns, `--commands` appends per run. Each run
+also counts the server's WAL syncs (pg_stat_wal, the whole server's: other
+sessions' count too): appends per sync above 1 means commits shared a flush.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -490,10 +502,177 @@ def latency(ctx: Context, schemas: Schemas) -> list[Row]:
     ]
 
 
+# Appends ------------------------------------------------------------------------
+
+APPEND_SHAPES = ((2, 1), (4, 1), (2, 4), (4, 4))
+"""(processes, threads per process) of the appends figure."""
+LIBRARY = "library"
+APPEND_STATE = b'{"bench": "' + b"x" * 180 + b'"}'
+
+
+def open_recorder(side: str, database_url: str) -> Any:
+    """Ours (application.postgres, as the service configures it) or the library's
+    stock PostgreSQL application recorder, on `database_url`."""
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.utils import Environment
+
+    from application.persistence import storage_lock
+
+    env = eventsourcing_env(database_url)
+    if side == LIBRARY:
+        env.pop("APPLICATION_RECORDER_TOPIC")
+    with storage_lock(database_url):
+        factory = InfrastructureFactory.construct(Environment("BenchAppends", env))
+        return factory.application_recorder()
+
+
+def append_events(recorder: Any, count: int) -> None:
+    from eventsourcing.persistence import StoredEvent
+
+    insert = recorder.insert_events
+    for _ in range(count):
+        insert([StoredEvent(uuid4(), 1, "bench.Appended", APPEND_STATE)])
+
+
+def appending(recorder: Any, count: int, errors: list[str]) -> None:
+    try:
+        append_events(recorder, count)
+    except BaseException:
+        errors.append(traceback.format_exc())
+
+
+def append_serve(index: int, side: str, database_url: str, threads: int, barrier: Any,
+                 tasks: Any, results: Any) -> None:
+    """A worker process: for each run, open a recorder (its own pool), append
+    from `threads` threads at once after the start signal, then close the pool,
+    so that its sessions' statistics reach the server's views."""
+    try:
+        while (count := tasks.get()) is not None:
+            recorder = open_recorder(side, database_url)
+            try:
+                workers = [threading.Thread(target=append_events, args=(recorder, 5))
+                           for _ in range(threads)]  # warm up: every connection made
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+                errors: list[str] = []
+                shares = [count // threads + (i < count % threads) for i in range(threads)]
+                workers = [threading.Thread(target=appending, args=(recorder, share, errors))
+                           for share in shares]
+                barrier.wait()
+                for worker in workers:
+                    worker.start()
+                for worker in workers:
+                    worker.join()
+            finally:
+                recorder.datastore.close()
+            results.put((index, "error", errors[0]) if errors else (index, "done", count))
+    except BaseException:
+        results.put((index, "error", traceback.format_exc()))
+
+
+class AppendWorkers(Workers):
+    """`count` spawned processes of `threads` appending threads each."""
+
+    def __init__(self, side: str, database_url: str, count: int, threads: int) -> None:
+        mp = multiprocessing.get_context("spawn")
+        self.side, self.count = side, count
+        self.barrier = mp.Barrier(count + 1)
+        self.results = mp.Queue()
+        self.tasks = [mp.Queue() for _ in range(count)]
+        self.processes = [
+            mp.Process(target=append_serve, name=f"bench-appends-{side}-{i}", daemon=True,
+                       args=(i, side, database_url, threads, self.barrier, self.tasks[i],
+                             self.results))
+            for i in range(count)]
+        for process in self.processes:
+            process.start()
+
+    def append(self, appends: int, stats: WalSyncs) -> tuple[float, int]:
+        """`appends` in all, shared by the processes; (appends/s, WAL syncs)."""
+        syncs = stats.read()
+        for i, tasks in enumerate(self.tasks):
+            tasks.put(appends // self.count + (i < appends % self.count))
+        self.barrier.wait(timeout=STARTUP_TIMEOUT)
+        began = time.perf_counter()
+        done = sum(self._receive("done", RUN_TIMEOUT) for _ in range(self.count))
+        seconds = time.perf_counter() - began
+        return done / seconds, stats.read(settle=True) - syncs
+
+
+class WalSyncs:
+    """The server's count of WAL syncs (pg_stat_wal.wal_sync), when it is readable."""
+
+    def __init__(self, schemas: Schemas) -> None:
+        self.connection = schemas._connect()
+
+    def read(self, *, settle: bool = False) -> int:
+        if settle:  # the workers' sessions have just closed: let them report
+            time.sleep(0.5)
+        self.connection.execute("SELECT pg_stat_clear_snapshot()")
+        row = self.connection.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def appends(ctx: Context, schemas: Schemas) -> list[Row]:
+    count, repeat = ctx.args.commands, ctx.args.repeat
+    urls = {OURS: schemas.new(), LIBRARY: schemas.new()}
+    for side, url in urls.items():  # the tables, made once
+        open_recorder(side, url).datastore.close()
+    ctx.say(f"postgres: appends, one event per insert_events, {count:,} per run, best of "
+            f"{repeat}; ours (append lock until the INSERT) vs the library's recorder "
+            "(LOCK TABLE until after the COMMIT); appends per WAL sync in brackets "
+            "(the server's syncs, other sessions' included)")
+    rows: list[Row] = []
+    stats = WalSyncs(schemas)
+    try:
+        for processes, threads in APPEND_SHAPES:
+            rates: dict[str, list[float]] = {OURS: [], LIBRARY: []}
+            per_sync: dict[str, list[float]] = {OURS: [], LIBRARY: []}
+            with contextlib.ExitStack() as running:
+                workers: dict[str, AppendWorkers] = {}
+                for side, url in urls.items():
+                    workers[side] = AppendWorkers(side, url, processes, threads)
+                    running.callback(workers[side].stop)
+                for run in range(1, repeat + 1):
+                    for side in in_turns(run, (OURS, LIBRARY)):
+                        rate, syncs = workers[side].append(count, stats)
+                        rates[side].append(rate)
+                        per_sync[side].append(count / syncs if syncs else 0.0)
+                    ctx.say(f"  {processes} processes x {threads} thread(s), run {run}: "
+                            + ", ".join(f"{side} {rates[side][-1]:,.0f}/s "
+                                        f"({per_sync[side][-1]:.1f})"
+                                        for side in (OURS, LIBRARY)))
+            best = {side: max(rates[side]) for side in rates}
+            rows.append(Row(
+                f"postgres: appends, {processes} proc x {threads} thr", best[OURS],
+                best[LIBRARY], "appends/s", None,
+                note=("insert_events of 1 event per call from spawned processes; baseline: "
+                      "the library's recorder (LOCK TABLE through the COMMIT)")
+                if not rows else ""))
+    finally:
+        stats.close()
+    return rows
+
+
+@register("postgres-appends", "PostgreSQL: concurrent appends/s from 2-4 processes "
+                              "(1 and 4 threads), our append lock vs the library's")
+def postgres_appends(ctx: Context) -> list[Row]:
+    base = base_url(ctx)
+    ctx.say(f"postgres: fresh schemas in {redacted(base)}")
+    with schemas_of(base) as schemas:
+        return appends(ctx, schemas)
+
+
 @register("postgres", "PostgreSQL: cancels/s in 1 and 2 processes against the stock "
-                      "library; latency at 10k vs --big-events events")
+                      "library; concurrent appends against the library's lock; latency "
+                      "at 10k vs --big-events events")
 def postgres(ctx: Context) -> list[Row]:
     base = base_url(ctx)
     ctx.say(f"postgres: fresh schemas in {redacted(base)}")
     with schemas_of(base) as schemas:
-        return throughput(ctx, schemas) + latency(ctx, schemas)
+        return throughput(ctx, schemas) + appends(ctx, schemas) + latency(ctx, schemas)
