@@ -13,6 +13,14 @@ from application.settings import Settings
 from domain.job import Actor, Role
 from web.problems import Problem
 
+VERIFIED_CACHE_SIZE = 4096
+"""Tokens whose verification is remembered, per process (a client sends the
+same token with each request: PyJWT's decode, about 80 us, is done once)."""
+
+VERIFIED_FOR = 60.0
+"""Seconds a verification is remembered at most, even when the token lives
+longer: a key dropped from the JWKS stops being honoured within this."""
+
 HS_ALGORITHMS = ["HS256"]
 JWKS_ALGORITHMS = ["RS256", "ES256"]
 DEFAULT_SUBS = {
@@ -35,6 +43,11 @@ class TokenVerifier:
         self.settings = settings
         self._jwks = (jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
                       if settings.jwks_url else None)
+        # token -> (actor, until when it may be reused): only tokens that passed
+        # every check, keyed by the whole token (signature included), reused while
+        # they are unexpired. Read and written without a lock: dict operations are
+        # atomic, and at worst a token is verified twice.
+        self._verified: dict[str, tuple[Actor, float]] = {}
 
     def actor(self, authorization: str | None) -> Actor:
         if not authorization:
@@ -42,7 +55,21 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthorized("The Authorization header must be 'Bearer <token>'.")
-        claims = self._claims(token.strip())
+        token = token.strip()
+        known = self._verified.get(token)
+        now = time.time()
+        if known is not None and now < known[1]:
+            return known[0]
+        actor, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # crude, but bounded; the busy tokens come back at once
+        self._verified[token] = (actor, min(expires, now + VERIFIED_FOR))
+        return actor
+
+    def _verify(self, token: str) -> tuple[Actor, float]:
+        """Every check of the token: its Actor, and when it expires (PyJWT takes
+        a token as expired from `exp` on)."""
+        claims = self._claims(token)
         roles = claims.get("roles", claims.get("cognito:groups", []))
         if isinstance(roles, str):
             roles = [roles]
@@ -51,7 +78,7 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise unauthorized("The token has no subject (sub).")
-        return Actor(sub=sub, roles=tuple(roles))
+        return Actor(sub=sub, roles=tuple(roles)), int(claims["exp"])  # as PyJWT reads it
 
     def _claims(self, token: str) -> dict[str, Any]:
         options: dict[str, Any] = {"require": ["exp", "sub"]}
