@@ -9,6 +9,7 @@ follower still never skips nor repeats an event.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 import zlib
@@ -108,6 +109,8 @@ class BoundedPostgresDatastore(PostgresDatastore):
             yield connection
 
 
+log = logging.getLogger(__name__)
+
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -145,7 +148,8 @@ def _retry_fast_failures(method: _Method) -> _Method:
 #   advisory lock: taken before its first row, released after its last, so
 #   the rows' ids (nextval) and the transaction's id (the column's default) are
 #   assigned under it, and never the COMMIT. So among appenders, transaction id
-#   order is notification id order;
+#   order is notification id order. The NOTIFY follows the COMMIT in a
+#   transaction of its own (see `_notify_statements`);
 # - readers return only settled rows: `transaction_id < pg_snapshot_xmin(snapshot)`,
 #   in id order, stopping at the first row that is not settled. Every
 #   transaction below the snapshot's xmin has ended, so no row with a smaller
@@ -247,10 +251,19 @@ class PostgresApplicationRecorder(_PostgresApplicationRecorder):
             SQL("BEGIN"),
             SQL("SET LOCAL lock_timeout = '{}s'").format(Literal(self.datastore.lock_timeout)),
         ]
-        self._after_append: list[SQL | Composed] = [
-            SQL("NOTIFY {}").format(Identifier(self.channel_name)),
-        ]
         self._commit_statement = SQL("COMMIT")
+        # The NOTIFY goes in a transaction of its own, after the append's COMMIT:
+        # a transaction that notifies holds PostgreSQL's notify lock (one for the
+        # whole server) from before its commit until after it, so appends that
+        # notified would flush the WAL one at a time again. This one commits
+        # without waiting for its flush: a notification needs no durability, and
+        # the append it announces is already durable.
+        self._notify_statements: list[SQL | Composed] = [
+            SQL("BEGIN"),
+            SQL("SET LOCAL synchronous_commit TO OFF"),
+            SQL("NOTIFY {}").format(Identifier(self.channel_name)),
+            SQL("COMMIT"),
+        ]
         # One message, run by the server as a whole: no moment outside a
         # transaction with the lock held. Our pooled sessions hold no other
         # session-level advisory lock.
@@ -288,40 +301,47 @@ class PostgresApplicationRecorder(_PostgresApplicationRecorder):
     def _append(self, conn: Connection[Any], stored_events: Sequence[StoredEvent], *,
                 commit: bool) -> list[int]:
         """Append in one round trip: BEGIN, the INSERT under the append lock,
-        NOTIFY and COMMIT (unless `commit` is false: the caller then ends the
-        transaction; for tests).
+        COMMIT, then the NOTIFY in a transaction of its own (without `commit`,
+        for tests: neither; the caller ends the transaction).
 
         When the INSERT fails (a conflict: the usual failure) it may leave the
         lock held, in a failed transaction (so the session's
         idle_in_transaction_session_timeout bounds it): the transaction is rolled
         back and the lock released in one more message. A connection that
         cannot do that is closed, which ends its session, and so the lock.
+        A failure after the append's COMMIT (of the NOTIFY) fails no append.
         """
         events = [self.construct_pg_stored_event(e.originator_id, e.originator_version,
                                                  e.topic, e.state) for e in stored_events]
         error: BaseException | None = None
+        committed = False
         ids: list[int] = []
         try:
             with conn.pipeline() as pipeline, conn.cursor() as curs, \
-                    conn.cursor() as append:
+                    conn.cursor() as append, conn.cursor() as ending:
                 try:
                     for statement in self._before_append:
                         curs.execute(statement, prepare=True)
                     append.execute(self._append_statement, (events,))
-                    for statement in self._after_append:
-                        curs.execute(statement)
                     if commit:
-                        curs.execute(self._commit_statement, prepare=True)
+                        ending.execute(self._commit_statement, prepare=True)
+                        for statement in self._notify_statements:
+                            curs.execute(statement, prepare=True)
                     pipeline.sync()
-                    row = append.fetchone()
-                    ids = list(row["ids"] or []) if row else []
                 except BaseException as e:  # raised once the pipeline is closed
                     error = e
+                committed = commit and ending.statusmessage == "COMMIT"
+                if error is None or committed:
+                    row = append.fetchone()
+                    ids = list(row["ids"]) if row else []
         except BaseException as e:
             error = error or e
         if error is not None:
             self._release_after_failure(conn)
-            raise error
+            if not committed:
+                raise error
+            log.warning("An append committed, but what followed failed (%s): followers "
+                        "see it at the next NOTIFY", error)
         return ids
 
     def _release_after_failure(self, conn: Connection[Any]) -> None:

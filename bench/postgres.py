@@ -29,9 +29,9 @@ sizes free of drift between the first and the second measurement.
 
 Each cancel is also split into loading the aggregate (`repository.get`), the
 write (`recorder.insert_events`: ours, BEGIN, the INSERT under the append lock,
-NOTIFY and COMMIT in one pipelined round trip; the library's, LOCK TABLE ... IN
-EXCLUSIVE MODE, NOTIFY and INSERT in one round trip, then the synced COMMIT)
-and the rest, and printed.
+COMMIT and a NOTIFY of its own in one pipelined round trip; the library's, LOCK
+TABLE ... IN EXCLUSIVE MODE, NOTIFY and INSERT in one round trip, then the
+synced COMMIT) and the rest, and printed.
 
 Appends (also alone: `--only postgres-appends`). `recorder.insert_events` of
 one new event per call, from P spawned processes of T threads each, for each
@@ -647,6 +647,8 @@ def appends(ctx: Context, schemas: Schemas) -> list[Row]:
                             + ", ".join(f"{side} {rates[side][-1]:,.0f}/s "
                                         f"({per_sync[side][-1]:.1f})"
                                         for side in (OURS, LIBRARY)))
+            for side in (OURS, LIBRARY):
+                ctx.say(f"    {side + ':':8} {Timing(tuple(rates[side])).describe('appends/s')}")
             best = {side: max(rates[side]) for side in rates}
             rows.append(Row(
                 f"postgres: appends, {processes} proc x {threads} thr", best[OURS],

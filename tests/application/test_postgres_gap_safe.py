@@ -7,9 +7,10 @@ so notification ids may commit out of order; readers return settled rows only
 hold a transaction open at each step that matters; the last one lets several
 processes append at once while followers run, and checks what each one saw.
 
-Against the library's unbounded `select_notifications` (settled = every
-committed row) the first test fails at once and the concurrent one catches
-skips; without the subscription's re-poll, the non-append test hangs.
+Checked to fail: with every committed row counted as settled (the library's
+reads), the four follower tests fail and the concurrent one catches skips by
+both the subscription and the read-model runner (4 to 13 per run); without the
+subscription's re-poll, the non-append test times out.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.utils import Environment
+from psycopg.sql import SQL
 
 from application.errors import ConcurrencyConflict
 from application.persistence import eventsourcing_env, storage_lock
@@ -305,6 +307,17 @@ def test_the_append_lock_is_released_before_the_commit_and_after_every_failure(r
     # No pooled connection holds the lock: appends go on (else: lock timeouts).
     appended = [recorder.insert_events([event()])[0] for _ in range(5)]
     assert eventually(lambda: read_ids(recorder, 0)()[-5:], appended) == appended
+
+
+def test_an_append_whose_notify_fails_after_its_commit_is_not_failed(recorder, caplog):
+    """The NOTIFY runs after the append's COMMIT: its failure fails no append."""
+    recorder._notify_statements = [*recorder._notify_statements[:2],
+                                   SQL("SELECT 1 / 0"), SQL("COMMIT")]
+    (position,) = recorder.insert_events([event()])
+    assert "An append committed, but what followed failed" in caplog.text
+    assert eventually(read_ids(recorder, 0), [position]) == [position]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as observer:
+        assert advisory_locks(observer, recorder.append_lock_key) == []
 
 
 def test_a_table_made_before_the_transaction_id_column_gets_it_and_keeps_its_rows(
