@@ -32,6 +32,7 @@ from gunicorn.arbiter import Arbiter
 
 from application.persistence import eventsourcing_env, redacted
 from application.settings import Settings
+from application.sqlite import share_write_turn
 from application.wakeup import wakeup_for
 from web.worker import AccessLogInThread, Worker
 
@@ -341,6 +342,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             followers = Followers(settings, views=views, relay=relay)
         worker_settings = settings.with_(embedded_projections=False, embedded_relay=False)
         slots = SharedSlots(settings.max_streams)
+        share_write_turn(eventsourcing_env(settings.database_url)["SQLITE_DBNAME"])
     elif "SQLITE_DBNAME" in eventsourcing_env(settings.database_url):
         workers = 1  # in memory (or a file: URI): one process, which runs everything
     if settings.uses_development_secret:
