@@ -29,6 +29,7 @@ import secrets
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -66,6 +67,11 @@ def _sender() -> socket.socket:
     return _sending
 
 
+PEERS_FOR = 1.0
+"""Seconds a listing of a channel's listeners is used while the directory seems
+unchanged."""
+
+
 def wakeup_for(database_url: str) -> Wakeup | None:
     """The wake-ups of the SQLite file the URL names; None for any other store
     (PostgreSQL has its own; an in-memory SQLite has one process only)."""
@@ -85,6 +91,7 @@ class Wakeup:
         self._fds_lock = threading.Lock()
         self._listeners: dict[str, tuple[socket.socket, str, Callable[[], None]]] = {}
         self._own: set[str] = set()
+        self._peers_of: dict[str, tuple[int, float, list[tuple[str, str]]]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop_r, self._stop_w = -1, -1
@@ -98,15 +105,13 @@ class Wakeup:
         if self._closed:
             return
         try:
-            names = os.listdir(self.directory / channel)
+            peers = self._peers(channel)
         except OSError:  # nobody listens yet (or the directory went away)
             return
         sender = _sender()
-        for name in names:
-            if name in self._own:
-                continue
+        for name, address in peers:
             try:
-                sender.sendto(b"!", self._address(channel, name))
+                sender.sendto(b"!", address)
             except BlockingIOError:  # its buffer is full: it has wake-ups to read
                 pass
             except ConnectionRefusedError:  # its process is gone
@@ -196,6 +201,21 @@ class Wakeup:
                     log.exception("A wake-up callback failed")
 
     # Addresses ----------------------------------------------------------------
+
+    def _peers(self, channel: str) -> list[tuple[str, str]]:
+        """The other listeners of `channel`, (name, address): listed again only when
+        the directory changed (a stat is cheaper than a listing, once per append)."""
+        directory = self.directory / channel
+        changed, now = os.stat(directory).st_mtime_ns, time.monotonic()
+        cached = self._peers_of.get(channel)
+        # Also listed again every PEERS_FOR: a directory's time may not move for two
+        # changes within one tick of the kernel's clock.
+        if cached is not None and cached[0] == changed and now - cached[1] < PEERS_FOR:
+            return cached[2]
+        peers = [(name, self._address(channel, name)) for name in os.listdir(directory)
+                 if name not in self._own]
+        self._peers_of[channel] = (changed, now, peers)
+        return peers
 
     def _address(self, channel: str, name: str) -> str:
         path = str(self.directory / channel / name)

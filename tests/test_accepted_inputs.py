@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -177,7 +178,10 @@ def fresh_database(database_url: str) -> Iterator[str]:
             yield f"sqlite:///{path}"
         finally:
             for leftover in path.parent.glob(f"{name}.db*"):
-                leftover.unlink()
+                if leftover.is_dir():  # the wake-up sockets beside the file
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink()
         return
     import psycopg
 
