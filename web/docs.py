@@ -9,7 +9,9 @@ from typing import Any
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 from flask_smorest import Api, Blueprint
+from webargs.flaskparser import FlaskParser, is_json_request
 
+from web import inputs
 from web.schemas import ProblemSchema
 
 PROBLEM_CONTENT = "application/problem+json"
@@ -38,8 +40,22 @@ JOB_HEADERS: dict[str, Any] = {
 }
 
 
+class CheckedBodyParser(FlaskParser):  # type: ignore[misc]
+    """webargs' parser, given the JSON body that `inputs.check_request` already
+    parsed and checked, instead of parsing it a second time."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        body = inputs.parsed_body()
+        if body is None or not is_json_request(req):
+            return super()._raw_load_json(req)
+        return body
+
+
 class ApiBlueprint(Blueprint):
-    """A Blueprint that documents problem responses in one line."""
+    """A Blueprint that documents problem responses in one line, and reads the body
+    that was checked at the edge."""
+
+    ARGUMENTS_PARSER = CheckedBodyParser()
 
     def problems(self, *statuses: int) -> Callable[[Any], Any]:
         def decorate(view: Any) -> Any:

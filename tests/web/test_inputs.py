@@ -193,3 +193,22 @@ def test_a_job_read_by_an_upper_case_id_answers_with_the_canonical_one(client, d
     response = client.get(f"/api/jobs/{job['id'].upper()}", headers=dispatcher)
 
     assert response.get_json()["id"] == job["id"]
+
+
+def test_the_body_checked_at_the_edge_is_the_one_the_schemas_load(client, dispatcher,
+                                                                   monkeypatch):
+    # webargs would parse the body again; here it may not, so a second parse fails.
+    import webargs.core
+
+    def second_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the body was parsed a second time")
+
+    monkeypatch.setattr(webargs.core, "parse_json", second_parse)
+
+    created = client.post("/api/jobs", json=job_body(), headers=dispatcher)
+    assert created.status_code == 201, created.get_json()
+    cancelled = client.post(f"/api/jobs/{created.get_json()['id']}/cancel",
+                            json={"reason": "Customer called", "reasonCode": "Other"},
+                            headers=dispatcher)
+    assert cancelled.status_code == 200, cancelled.get_json()
+    assert cancelled.get_json()["status"] == "Cancelled"
