@@ -188,6 +188,13 @@ class Dispatch(Application[UUID]):
         """The position of the newest event in the log (0 when the log is empty)."""
         return self.recorder.max_notification_id() or 0
 
+    def settled_position(self) -> int:
+        """A position no event at or below which can still commit: where a new
+        follower of the live log starts. On PostgreSQL appends commit out of id
+        order, so it may be below the head (`application.postgres`)."""
+        settled = getattr(self.recorder, "max_settled_notification_id", None)
+        return (settled() or 0) if settled is not None else self.head_position()
+
     # Internals -------------------------------------------------------------
 
     def _record_batch(self, processing: ProcessingEvent[UUID]) -> list[Recording[UUID]]:

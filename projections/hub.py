@@ -88,7 +88,8 @@ class Hub:
         self.app = app
         self.redis_url = redis_url
         self.fill_interval = fill_interval
-        self.position = app.head_position()
+        # Not the head: below it, an append may still be committing (PostgreSQL).
+        self.position = app.settled_position()
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._delivery = threading.Lock()
