@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="the read models")
     sub = projections.add_subparsers(title="actions")
     rebuild = sub.add_parser("rebuild", help="drop the read models and replay the log")
-    rebuild.add_argument("--batch-size", type=int, default=1000)
+    rebuild.add_argument("--batch-size", type=int, default=10_000,
+                         help="events per transaction (default: %(default)s)")
     rebuild.add_argument("--no-progress", action="store_true", help="no progress bar")
     rebuild.set_defaults(handler=_rebuild)
     run = sub.add_parser("run", help="follow the log and keep the read models current")
