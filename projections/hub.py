@@ -52,6 +52,11 @@ class Subscriber:
             self.queue.queue.clear()
             self.close()
 
+    def offer_many(self, items: Sequence[Envelope]) -> None:
+        """`offer` each of `items`, in order (a stream may take them at once)."""
+        for item in items:
+            self.offer(item)
+
     def close(self) -> None:
         """End the stream: its reader gets None."""
         self.closed = True
@@ -187,9 +192,22 @@ class Hub:
             with self._delivery:
                 self.position = max(self.position, entries[-1].id)
             return
-        for entry in entries:
-            if entry.id > self.position:  # no envelope made for what it skips
-                self.deliver(entry.envelope)
+        with self._delivery:
+            fresh = [entry for entry in entries if entry.id > self.position]
+            if not fresh:
+                return
+            if fresh[0].id > self.position + 1:  # e.g. a position it was told of late
+                for missed in read_log(self.app, self.position, until=fresh[0].id - 1):
+                    self._fan_out(missed)
+            # One hand-over per subscriber for the batch (the log has no gap in it).
+            self._fan_out_many([entry.envelope for entry in fresh])
+
+    def _fan_out_many(self, items: Sequence[Envelope]) -> None:
+        self.position = items[-1]["position"]
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.offer_many(items)
 
     def _follow_redis(self) -> None:
         assert self.redis_url is not None

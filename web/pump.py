@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from projections.hub import Envelope, Subscriber
@@ -58,6 +58,13 @@ class StreamSubscriber(Subscriber):
                     return
         if not self.closed and self.accepts(item):
             stream.send_event(item)
+
+    def offer_many(self, items: Sequence[Envelope]) -> None:
+        stream = self.stream
+        if stream is None:
+            super().offer_many(items)  # queued (under the hand-over lock) until attached
+        elif not self.closed:
+            stream.send_events([item for item in items if self.accepts(item)])
 
     def close(self) -> None:
         super().close()
@@ -105,6 +112,17 @@ class Stream:
             return
         self.last = position
         self.pump.write(self, self.pump.frame(item))
+
+    def send_events(self, items: Sequence[Envelope]) -> None:
+        """Several events at once: one write for all of them."""
+        frames = []
+        for item in items:
+            position = item["position"]
+            if position > self.last:
+                self.last = position
+                frames.append(self.pump.frame(item))
+        if frames:
+            self.pump.write(self, b"".join(frames))
 
     def finish(self) -> None:
         """End the stream once what is buffered has been written."""
