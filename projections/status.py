@@ -95,6 +95,8 @@ class Watch:
         status = "ok"
         found: dict[str, Any] = {"name": name, "position": position, "lag": lag,
                                  "lastError": None}
+        if failure is not None and failure.position is not None and failure.position <= position:
+            failure = None  # got past it: the record is about to be cleared
         if failure is not None:
             found.update(failure.describe())
             status = "stuck" if time.time() - failure.since > self.stuck_after else "retrying"
