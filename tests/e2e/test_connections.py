@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Client, Server, _stop, start_server
+from tests.e2e.processes import children, sigterm
 from tests.web.conftest import job_body
 from web.worker import HEAD_TIMEOUT
 
@@ -327,19 +326,6 @@ class EventStream:
 # The server's processes ------------------------------------------------------------
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (the workers of a gunicorn master)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 def threads_of(pid: int) -> int:
@@ -354,12 +340,6 @@ def sockets_of(pid: int) -> int:
     return count
 
 
-def sigterm(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=STOP_WITHIN)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"still running {STOP_WITHIN}s after SIGTERM")
 
 
 # Fixtures ----------------------------------------------------------------------------
@@ -772,7 +752,7 @@ def test_sigterm_ends_the_open_streams_and_the_server_exits_0(
     idle = server.client()  # kept alive, idle when the stop comes
     assert idle.get("/healthz").status == 200
     try:
-        assert sigterm(server.process) == 0
+        assert sigterm(server.process, STOP_WITHIN) == 0
         for stream in streams:
             stream.read_to_eof()
             # The pump ended each chunked body with its last chunk, not a bare close.
@@ -791,7 +771,7 @@ def test_sigterm_does_not_wait_for_a_connection_that_never_sent_a_request(
     silent = Raw(server)  # a browser's preconnect, a load balancer's TCP check
     try:
         assert healthz(server) == 200  # the silent one is accepted by now
-        assert sigterm(server.process) == 0
+        assert sigterm(server.process, STOP_WITHIN) == 0
         stream.read_to_eof()
         assert stream.terminated
     finally:

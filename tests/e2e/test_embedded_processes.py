@@ -27,6 +27,7 @@ from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
 from projections.runner import rebuild
 from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.conftest import Client, Server, _stop, start_server
+from tests.e2e.processes import children
 from tests.e2e.test_realtime import SseClient
 from tests.redis_server import RedisServer, start_private_redis
 
@@ -49,19 +50,6 @@ CANCEL = {"reason": "Customer called", "reasonCode": "CustomerRequest"}
 # The processes, through /proc ----------------------------------------------------------
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
 
 
 def running(pid: int) -> bool:

@@ -36,6 +36,7 @@ from application.persistence import UNAVAILABLE_FOR, StoreUnavailable
 from application.settings import Settings
 from smartscheduler.bootstrap import build_dispatch
 from tests.e2e.conftest import JWT_SECRET, Reply, Server, _stop, start_server
+from tests.e2e.processes import children
 from tests.postgres_server import PostgresServer, start_private_postgres
 from tests.redis_server import start_private_redis
 
@@ -260,17 +261,7 @@ def postgres(cluster: PostgresServer) -> Iterator[PostgresServer]:
 
 def worker_pids(server: Server) -> set[int]:
     """The gunicorn workers of the server: the children of its master process."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        if int(stat.rpartition(")")[2].split()[1]) == server.process.pid:
-            children.add(int(entry.name))
-    return children
+    return children(server.process.pid)
 
 
 def listening_pids(cluster: PostgresServer, pids: set[int]) -> set[int]:

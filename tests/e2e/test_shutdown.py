@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from application.settings import Settings
 from projections.relay import CHANNEL_PREFIX, STREAM
 from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.conftest import STARTUP_TIMEOUT, Server, _stop, start_server
+from tests.e2e.processes import sigterm
 from tests.factories import cancelled_job
 from tests.redis_server import RedisServer, start_private_redis
 
@@ -48,13 +48,6 @@ FOLLOWING = re.compile(r"Read models: following the log from position (\d+)\.")
 PUBLISHING = re.compile(r"Relay: publishing from position (\d+) ")
 
 
-def sigterm(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then the exit code; fails when the process outlives STOP_WITHIN."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=STOP_WITHIN)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"still running {STOP_WITHIN}s after SIGTERM")
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -142,7 +135,7 @@ def commands(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Command
 
 def assert_stopped_cleanly(command: Command, stopped: re.Pattern[str]) -> int:
     """Exit code 0 within STOP_WITHIN of SIGTERM, no traceback; the position it logs."""
-    assert sigterm(command.process) == 0, command.log()
+    assert sigterm(command.process, STOP_WITHIN) == 0, command.log()
     log = command.stderr()
     assert "Traceback" not in log, log
     match = stopped.search(log)
@@ -258,7 +251,7 @@ def test_sigterm_ends_the_open_event_streams_and_the_server_exits_0(server: Serv
     assert client.post("/api/jobs", JOB).status == 201
     stream, received = open_event_stream(server)
 
-    assert sigterm(server.process) == 0
+    assert sigterm(server.process, STOP_WITHIN) == 0
     received += read_to_eof(stream)
     # The server ended the chunked body (the last chunk), it did not just drop the socket.
     assert received.endswith(b"\r\n0\r\n\r\n"), received[-200:]
@@ -279,7 +272,7 @@ def test_a_server_started_again_goes_on_from_the_position_its_read_models_record
         head = store.app.head_position()
         wait_until(lambda: store.views.position() == head, "the read models catching up")
         servers[0].close_clients()
-        assert sigterm(servers[0].process) == 0
+        assert sigterm(servers[0].process, STOP_WITHIN) == 0
         assert "Traceback" not in servers[0].log()
         assert store.views.position() == head
 
@@ -291,7 +284,7 @@ def test_a_server_started_again_goes_on_from_the_position_its_read_models_record
         assert listed.status == 200, listed.body
         expected = {reply.body["id"] for reply in created} | {str(while_stopped)}
         assert sorted(job["id"] for job in listed.body) == sorted(expected)
-        assert sigterm(servers[1].process) == 0
+        assert sigterm(servers[1].process, STOP_WITHIN) == 0
         assert "Traceback" not in servers[1].log()
     finally:
         for running in servers:
