@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///var/smartscheduler.db"
@@ -26,7 +26,6 @@ class Settings:
     sse_heartbeat: float = 15.0
     max_streams: int = 100
     stuck_after: float = 30.0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:

@@ -154,16 +154,6 @@ class DispatchViews:
         if c.fetchone() is None:
             raise IntegrityError(f"{self.tracking_name} is already at or past {first}")
 
-    def process_event(self, event: Any, tracking: Tracking) -> None:
-        self.process([(event, tracking)])
-
-    def reset(self) -> None:
-        """Empty both read models and forget the position."""
-        with self._transaction(commit=True) as c:
-            c.execute(self._sql(f"DELETE FROM {jobs.TABLE}"))
-            c.execute(self._sql(f"DELETE FROM {assignments.TABLE}"))
-            c.execute(self._delete_tracking_sql(), (self.tracking_name,))
-
     # Rebuilding beside the live tables ---------------------------------------
 
     def shadow(self) -> DispatchViews:
@@ -479,6 +469,3 @@ def views_for(factory: InfrastructureFactory[Any]) -> DispatchViews:
         raise TypeError(f"No read models for {type(factory).__name__}")
     assert isinstance(view, DispatchViews)
     return view
-
-
-__all__ = ["DispatchViews", "IntegrityError", "Page", "views_for"]

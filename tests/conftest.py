@@ -9,7 +9,6 @@ unless SMARTSCHEDULER_REQUIRE_SERVICES=1 (as in CI), which makes it a failure.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,11 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from application.settings import Settings
 from smartscheduler.bootstrap import Services, build_services
-
-POSTGRES_URL = os.environ.get("SMARTSCHEDULER_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("SMARTSCHEDULER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-REQUIRE_SERVICES = os.environ.get("SMARTSCHEDULER_REQUIRE_SERVICES", "") not in ("", "0")
+from tests.services import postgres_schema_url
 
 settings.register_profile("default", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -32,38 +27,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 BACKENDS = ["sqlite", "postgres"]
 
 
-def service_missing(what: str, reason: str) -> None:
-    """Skip (locally) or fail (in CI) when a server the test needs is not there."""
-    message = f"{what} is not reachable ({reason})"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message}; SMARTSCHEDULER_REQUIRE_SERVICES is set")
-    pytest.skip(message)
-
-
-def _postgres_schema_url() -> Iterator[str]:
-    try:
-        import psycopg
-
-        connection = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except Exception as error:  # any failure to connect means: no server here
-        service_missing(f"PostgreSQL at {POSTGRES_URL}", str(error).strip())
-        return
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{separator}schema={schema}"
-    finally:
-        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        connection.close()
-
-
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """A fresh, empty database on each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'smartscheduler.db'}"
     else:
-        yield from _postgres_schema_url()
+        yield from postgres_schema_url()
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ class PostgresServer:
 
 def require_postgres_binaries() -> None:
     """Skip (or fail, in CI) when no private cluster can be made here."""
-    from tests.conftest import service_missing
+    from tests.services import service_missing
 
     reason = missing()
     if reason is not None:

@@ -97,7 +97,7 @@ class RedisServer:
 
 def require_redis_server() -> None:
     """Skip (or fail, in CI) when there is no redis-server binary to start."""
-    from tests.conftest import service_missing
+    from tests.services import service_missing
 
     if REDIS_SERVER is None:
         service_missing("redis-server", "no redis-server binary on PATH to start a "

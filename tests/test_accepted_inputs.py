@@ -49,8 +49,8 @@ from projections.envelopes import groups_of
 from projections.hub import read_log
 from projections.runner import rebuild
 from smartscheduler.bootstrap import Services, create_app
-from tests.conftest import POSTGRES_URL
 from tests.projections.support import read_all
+from tests.services import POSTGRES_URL
 from tests.strategies import (
     PRIORITIES,
     REASON_CODES,
@@ -68,7 +68,7 @@ from tests.strategies import (
     trimmed,
     trimmed_text,
 )
-from tests.web.conftest import (
+from tests.web.support import (
     Z_TIMESTAMP,
     Tokens,
     assert_job_resource,

@@ -31,10 +31,6 @@ def dispatch() -> Dispatch:
     return current_app.extensions["smartscheduler"].app
 
 
-def views() -> DispatchViews:
-    return current_app.extensions["smartscheduler"].views
-
-
 def actor() -> Actor:
     return g.actor
 

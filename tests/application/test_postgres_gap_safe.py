@@ -43,8 +43,8 @@ from application.postgres import REPOLL_MAX, PostgresApplicationRecorder
 from application.settings import Settings
 from projections.runner import ViewsRunner
 from smartscheduler.bootstrap import build_dispatch, build_services
-from tests.conftest import POSTGRES_URL, _postgres_schema_url
 from tests.factories import job_fields, request, slot
+from tests.services import POSTGRES_URL, postgres_schema_url
 
 pytestmark = pytest.mark.postgres
 
@@ -61,7 +61,7 @@ assert QUIET > 3 * REPOLL_MAX
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    yield from _postgres_schema_url()
+    yield from postgres_schema_url()
 
 
 def recorder_of(database_url: str, *, library: bool = False) -> Any:

@@ -8,170 +8,12 @@ When a test fails, the server's log is attached to the report.
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from application.settings import Settings
-from web.auth import mint_token
-
-JWT_SECRET = "e2e-secret-" + "s" * 40
-STARTUP_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 20.0
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
-class Client:
-    """One persistent HTTP/1.1 connection to the server, with a bearer token."""
-
-    def __init__(self, host: str, port: int, token: str | None) -> None:
-        self.connection = http.client.HTTPConnection(host, port, timeout=30)
-        self.token = token
-
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None) -> Reply:
-        sent = {"Accept": "application/json"}
-        if self.token:
-            sent["Authorization"] = f"Bearer {self.token}"
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
-        sent.update(headers or {})
-        self.connection.request(method, path, body=payload, headers=sent)
-        response = self.connection.getresponse()
-        raw = response.read()
-        received = {name.lower(): value for name, value in response.getheaders()}
-        kind = received.get("content-type", "")
-        parsed = json.loads(raw) if raw and "json" in kind else raw.decode(errors="replace")
-        return Reply(response.status, received, parsed)
-
-    def get(self, path: str, **kwargs: Any) -> Reply:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
-        return self.request("POST", path, body, **kwargs)
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-@dataclass
-class Server:
-    host: str
-    port: int
-    database_url: str
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    settings: Settings = field(default_factory=lambda: Settings(jwt_secret=JWT_SECRET))
-    _clients: list[Client] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def token(self, role: str = "Dispatcher", sub: str | None = None) -> str:
-        return mint_token(self.settings, roles=[role], sub=sub)
-
-    def client(self, role: str | None = "Dispatcher") -> Client:
-        """A new connection of its own, closed when the test ends."""
-        client = Client(self.host, self.port, self.token(role) if role else None)
-        self._clients.append(client)
-        return client
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def close_clients(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _healthy(host: str, port: int) -> bool:
-    connection = http.client.HTTPConnection(host, port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the group we started: master + workers
-        process.wait(timeout=10)
-
-
-def start_server(database_url: str, workdir: Path, *,
-                 env: Mapping[str, str] | None = None, name: str = "server",
-                 args: Sequence[str] = ()) -> Server:
-    """`python -m smartscheduler serve` on a free port; returns once /healthz answers.
-
-    `env` adds SMARTSCHEDULER_* settings (Redis is off unless it names one);
-    `name` names the log, `<workdir>/<name>.log`, so servers can share a workdir;
-    `args` are more options of `serve` (`--workers 1`, `--threads 4`).
-    """
-    host, port = "127.0.0.1", free_port()
-    log_path = workdir / f"{name}.log"
-    base_env = {
-        **os.environ,
-        "SMARTSCHEDULER_DATABASE_URL": database_url,
-        "SMARTSCHEDULER_JWT_SECRET": JWT_SECRET,
-        "PYTHONUNBUFFERED": "1",
-    }
-    base_env.pop("SMARTSCHEDULER_REDIS_URL", None)
-    env = {**base_env, **(env or {})}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "smartscheduler", "serve", "--host", host,
-             "--port", str(port), *args],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    server = Server(host, port, database_url, log_path, process)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not _healthy(host, port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process)
-            pytest.fail(f"The server did not come up on {server.base_url} "
-                        f"(exit code {process.returncode}). Its log:\n{server.log()}")
-        time.sleep(0.1)
-    return server
+from tests.e2e.servers import Server, start_server, stop
 
 
 @pytest.fixture
@@ -184,7 +26,7 @@ def server(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
         yield running
     finally:
         running.close_clients()
-        _stop(running.process)
+        stop(running.process)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Client, Server, _stop, start_server
 from tests.e2e.processes import children, sigterm
-from tests.web.conftest import job_body
+from tests.e2e.servers import Client, Server, start_server, stop
+from tests.web.support import job_body
 from web.worker import HEAD_TIMEOUT
 
 WAIT = 30.0
@@ -355,7 +355,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
     finally:
         running.close_clients()
-        _stop(running.process)
+        stop(running.process)
 
 
 @pytest.fixture
@@ -389,7 +389,7 @@ def own_server(sqlite_url: str, tmp_path: Path, request: pytest.FixtureRequest
     finally:
         for running in started:
             running.close_clients()
-            _stop(running.process)
+            stop(running.process)
 
 
 # Connections that never finish their request ------------------------------------------
@@ -666,13 +666,13 @@ def test_a_resumed_stream_replays_what_it_missed_then_goes_live_without_duplicat
         resume_after = live.ids()[1]  # three to replay, at least
 
         # Jobs are created while the resumed stream replays and goes live: across its seam.
-        stop = threading.Event()
+        done = threading.Event()
         failures: list[BaseException] = []
         writer_client = server.client()
 
         def write() -> None:
             try:
-                while not stop.is_set():
+                while not done.is_set():
                     create("Seam", writer_client)
             except BaseException as error:
                 failures.append(error)
@@ -683,7 +683,7 @@ def test_a_resumed_stream_replays_what_it_missed_then_goes_live_without_duplicat
             resumed = EventStream(server, last_event_id=resume_after)
             time.sleep(0.3)
         finally:
-            stop.set()
+            done.set()
             writer.join(WAIT)
         assert not failures, failures
         for _ in range(3):

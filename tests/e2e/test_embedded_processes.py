@@ -26,8 +26,8 @@ from projections.relay import STREAM
 from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
 from projections.runner import rebuild
 from smartscheduler.bootstrap import Services, build_services
-from tests.e2e.conftest import Client, Server, _stop, start_server
 from tests.e2e.processes import children
+from tests.e2e.servers import Client, Server, start_server, stop
 from tests.e2e.test_realtime import SseClient
 from tests.redis_server import RedisServer, start_private_redis
 
@@ -151,7 +151,7 @@ def embedded(sqlite_url: str, tmp_path: Path, request: pytest.FixtureRequest
         yield running
     finally:
         running.close_clients()
-        _stop(running.process)
+        stop(running.process)
 
 
 # Commands and reads across processes -----------------------------------------------------
@@ -309,7 +309,7 @@ def test_the_followers_process_killed_is_started_again_and_nothing_is_lost_or_do
     finally:
         stop_writing.set()
         store.close()
-        _stop(server.process)
+        stop(server.process)
 
 
 def test_sigterm_stops_the_workers_and_the_followers_with_exit_0_leaving_no_process(

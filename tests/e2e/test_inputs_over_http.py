@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.servers import Server
 
 ONE_MIB = 1024 * 1024
 

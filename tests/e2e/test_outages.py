@@ -35,8 +35,8 @@ from eventsourcing.persistence import PersistenceError
 from application.persistence import UNAVAILABLE_FOR, StoreUnavailable
 from application.settings import Settings
 from smartscheduler.bootstrap import build_dispatch
-from tests.e2e.conftest import JWT_SECRET, Reply, Server, _stop, start_server
 from tests.e2e.processes import children
+from tests.e2e.servers import JWT_SECRET, Reply, Server, start_server, stop
 from tests.postgres_server import PostgresServer, start_private_postgres
 from tests.redis_server import start_private_redis
 
@@ -231,7 +231,7 @@ def serve(tmp_path: Path, request: pytest.FixtureRequest
     finally:
         for server in started:
             server.close_clients()
-            _stop(server.process)
+            stop(server.process)
 
 
 # PostgreSQL ------------------------------------------------------------------------

@@ -26,13 +26,13 @@ from uuid import uuid4
 import pytest
 
 from projections.relay import STREAM
-from tests.e2e.conftest import (
+from tests.e2e.servers import (
     JWT_SECRET,
     STARTUP_TIMEOUT,
     Client,
     Server,
-    _stop,
     start_server,
+    stop,
 )
 from tests.redis_server import RedisServer, start_private_redis
 
@@ -188,7 +188,7 @@ def realtime_server(database_url: str, tmp_path: Path, request: pytest.FixtureRe
         yield running
     finally:
         running.close_clients()
-        _stop(running.process)
+        stop(running.process)
 
 
 def assigned_job(client: Client, contractor_id: str | None = None,
@@ -325,7 +325,7 @@ def start_worker(args: list[str], env: dict[str, str], workdir: Path, name: str,
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while ready not in worker.log():
         if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process)
+            stop(process)
             pytest.fail(f"{name} did not start (exit code {process.returncode}):\n"
                         f"{worker.log()}")
         time.sleep(0.1)
@@ -379,7 +379,7 @@ def scaled(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
         for server in servers:
             server.close_clients()
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
         redis_server.stop()
 
 

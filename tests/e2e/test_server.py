@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 from uuid import uuid4
 
-from tests.e2e.conftest import Client, Reply, Server
+from tests.e2e.servers import Client, Reply, Server
 
 CONCURRENT_CANCELS = 16
 

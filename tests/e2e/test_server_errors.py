@@ -18,7 +18,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.servers import Server
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

@@ -26,8 +26,8 @@ import pytest
 from application.settings import Settings
 from projections.relay import CHANNEL_PREFIX, STREAM
 from smartscheduler.bootstrap import Services, build_services
-from tests.e2e.conftest import STARTUP_TIMEOUT, Server, _stop, start_server
 from tests.e2e.processes import sigterm
+from tests.e2e.servers import STARTUP_TIMEOUT, Server, start_server, stop
 from tests.factories import cancelled_job
 from tests.redis_server import RedisServer, start_private_redis
 
@@ -120,7 +120,7 @@ class Commands:
 
     def stop_all(self) -> None:
         for command in self.started:
-            _stop(command.process)
+            stop(command.process)
 
 
 @pytest.fixture
@@ -289,4 +289,4 @@ def test_a_server_started_again_goes_on_from_the_position_its_read_models_record
     finally:
         for running in servers:
             running.close_clients()
-            _stop(running.process)
+            stop(running.process)

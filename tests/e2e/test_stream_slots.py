@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, _stop, start_server
+from tests.e2e.servers import Server, start_server, stop
 
 FREED_WITHIN = 5.0  # the stream looks every second; its heartbeat is 15 s away
 
@@ -22,7 +22,7 @@ def one_stream_server(sqlite_url: str, tmp_path: Path) -> Iterator[Server]:
     try:
         yield running
     finally:
-        _stop(running.process)
+        stop(running.process)
 
 
 def open_stream(server: Server) -> tuple[socket.socket, bytes]:

@@ -13,7 +13,6 @@ from domain.catalog import job_document
 from domain.job import JobStatus, Priority
 from projections.runner import decode, rebuild
 from smartscheduler.bootstrap import build_services
-from tests.conftest import POSTGRES_URL
 from tests.factories import request
 from tests.projections.support import (
     SCENARIOS,
@@ -24,6 +23,7 @@ from tests.projections.support import (
     pages,
     read_all,
 )
+from tests.services import POSTGRES_URL
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.web.conftest import Z_TIMESTAMP, assert_problem
+from tests.web.support import Z_TIMESTAMP, assert_problem
 
 ASSIGNMENT_FIELDS = {"id", "jobId", "contractorId", "startUtc", "endUtc", "status"}
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from smartscheduler.bootstrap import create_app
-from tests.web.conftest import assert_problem, job_body
+from tests.web.support import assert_problem, job_body
 from web.auth import mint_token
 
 UNKNOWN_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.web.conftest import Z_TIMESTAMP, assert_job_resource, assert_problem
+from tests.web.support import Z_TIMESTAMP, assert_job_resource, assert_problem
 
 UNKNOWN_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 REASON_CODES = ["CustomerRequest", "ContractorUnavailable", "Weather", "Duplicate",

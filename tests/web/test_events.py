@@ -24,7 +24,7 @@ from projections.envelopes import contractors_of
 from projections.hub import read_log
 from smartscheduler.bootstrap import create_app
 from tests.factories import cancelled_job, job_fields, request, slot
-from tests.web.conftest import assert_problem, job_body
+from tests.web.support import assert_problem, job_body
 
 WAIT = 30.0
 CANCELLED_FIELDS = {"jobId", "reason", "reasonCode", "region", "cancelledBy",

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.web.conftest import assert_problem, assignment_body, job_body
+from tests.web.support import assert_problem, assignment_body, job_body
 
 
 @pytest.fixture

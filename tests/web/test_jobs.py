@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.web.conftest import (
+from tests.web.support import (
     PROBLEM_JSON,
     Z_TIMESTAMP,
     assert_job_resource,

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from tests.web.conftest import job_body
+from tests.web.support import job_body
 from web.worker import MAX_HEAD, MAX_PREFETCH, request_ready
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n"

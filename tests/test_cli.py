@@ -14,7 +14,7 @@ import pytest
 from application.settings import Settings
 from smartscheduler.bootstrap import create_app
 from smartscheduler.cli import main
-from tests.web.conftest import job_body
+from tests.web.support import job_body
 
 SECRET = "cli-secret-" + "c" * 40
 
