@@ -67,7 +67,7 @@ def cancelled_job_with_two_assignments() -> tuple[Job, list[tuple[UUID, UUID]]]:
     return job, [(first, first_contractor), (second, second_contractor)]
 
 
-def cancelled_job(app: Any, region: str = "North",
+def save_cancelled_job(app: Any, region: str = "North",
                   contractors: tuple[UUID, ...] = ()) -> UUID:
     """A job saved through `app`: created, assigned to each contractor and
     cancelled (2 + 2n events)."""

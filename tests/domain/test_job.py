@@ -26,13 +26,18 @@ from domain.errors import (
     JobNotAssignable,
 )
 from domain.job import Actor, AssignmentStatus, Job, JobStatus, ReasonCode, Request
-from tests.factories import NOW, admin, contractor, dispatcher, job_fields, request, slot
+from tests.factories import (
+    NOW,
+    admin,
+    contractor,
+    dispatcher,
+    job_fields,
+    new_job,
+    request,
+    slot,
+)
 
 # Builders -------------------------------------------------------------------
-
-
-def new_job(**overrides: Any) -> Job:
-    return Job.create(request=request(), **job_fields(**overrides))
 
 
 def assign(job: Job, contractor_id: UUID | None = None, **kwargs: Any) -> UUID:
@@ -58,7 +63,7 @@ def completed_job() -> Job:
     return job
 
 
-def cancelled_job() -> Job:
+def new_cancelled_job() -> Job:
     job = new_job()
     job.cancel(request=request())
     return job
@@ -81,7 +86,7 @@ def state(job: Job) -> dict[str, Any]:
 
 
 TERMINAL_JOBS = [pytest.param(completed_job, id="Completed"),
-                 pytest.param(cancelled_job, id="Cancelled")]
+                 pytest.param(new_cancelled_job, id="Cancelled")]
 
 
 # create ---------------------------------------------------------------------
@@ -733,7 +738,7 @@ def test_cancel_refuses_a_completed_job():
 
 
 def test_cancel_refuses_an_already_cancelled_job():
-    job = cancelled_job()
+    job = new_cancelled_job()
     version = job.version
 
     with pytest.raises(JobAlreadyCancelled) as refused:
@@ -954,7 +959,7 @@ def test_a_request_records_the_actor_request_id_key_and_fingerprint():
 
 
 def test_errors_are_domain_errors():
-    job = cancelled_job()
+    job = new_cancelled_job()
 
     with pytest.raises(DomainError) as refused:
         job.cancel(request=request())

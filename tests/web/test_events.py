@@ -23,7 +23,7 @@ from application.settings import Settings
 from projections.envelopes import contractors_of
 from projections.hub import read_log
 from smartscheduler.bootstrap import create_app
-from tests.factories import cancelled_job, job_fields, request, slot
+from tests.factories import job_fields, request, save_cancelled_job, slot
 from tests.web.support import assert_problem, job_body
 
 WAIT = 30.0
@@ -226,7 +226,7 @@ def test_a_stream_starts_with_a_retry_hint_and_a_connected_comment(streams, disp
 def test_a_dispatcher_without_a_region_receives_every_region(streams, dispatcher, app):
     stream = streams.open(dispatcher)
     for region in ("North", "South", "East"):
-        cancelled_job(app, region)
+        save_cancelled_job(app, region)
     head = app.head_position()
 
     stream.wait_for_position(head)
@@ -238,7 +238,7 @@ def test_a_dispatcher_without_a_region_receives_every_region(streams, dispatcher
 def test_the_region_filter_delivers_only_the_named_regions(streams, dispatcher, app):
     stream = streams.open(dispatcher, "?region=North&region=East")
     for region in ("North", "South", "West", "East", "South", "North"):
-        cancelled_job(app, region)
+        save_cancelled_job(app, region)
     head = app.head_position()
 
     stream.wait_for_position(head)  # the last job is in the North
@@ -256,7 +256,7 @@ def test_a_contractor_receives_only_events_about_their_own_assignments(
     ours, theirs = uuid4(), uuid4()
     stream = streams.open(tokens.contractor(str(ours)))
     app.create_job(request(), **job_fields())  # nobody's
-    cancelled_job(app, "South", (theirs,))  # someone else's
+    save_cancelled_job(app, "South", (theirs,))  # someone else's
     shared = app.create_job(request(), **job_fields(region="North")).job.id
     app.assign(request(), shared, contractor_id=ours, **slot())
     app.assign(request(), shared, contractor_id=theirs, **slot(2))
@@ -278,8 +278,8 @@ def test_a_contractor_receives_only_events_about_their_own_assignments(
 def test_a_contractor_gets_no_events_of_jobs_that_are_not_theirs(streams, tokens, app):
     ours = uuid4()
     stream = streams.open(tokens.contractor(str(ours)))
-    cancelled_job(app, "North", (uuid4(), uuid4()))
-    mine = cancelled_job(app, "North", (ours,))
+    save_cancelled_job(app, "North", (uuid4(), uuid4()))
+    mine = save_cancelled_job(app, "North", (ours,))
 
     stream.wait_for_position(app.head_position())
 
@@ -293,7 +293,7 @@ def test_a_contractor_gets_no_events_of_jobs_that_are_not_theirs(streams, tokens
 def test_last_event_id_replays_exactly_the_missed_events_then_goes_live_seamlessly(
         streams, dispatcher, app):
     for region in ("North", "South", "East", "West"):
-        cancelled_job(app, region, (uuid4(),))
+        save_cancelled_job(app, region, (uuid4(),))
     last_seen = 7
     connected = threading.Event()
     writer_errors: list[BaseException] = []
@@ -329,10 +329,10 @@ def test_last_event_id_replays_exactly_the_missed_events_then_goes_live_seamless
 
 def test_last_event_id_of_the_head_replays_nothing_and_then_delivers_new_events(
         streams, dispatcher, app):
-    cancelled_job(app, "North")
+    save_cancelled_job(app, "North")
     head = app.head_position()
     stream = streams.open({**dispatcher, "Last-Event-ID": str(head)})
-    cancelled_job(app, "East")
+    save_cancelled_job(app, "East")
 
     stream.wait_for_position(app.head_position())
 
@@ -341,10 +341,10 @@ def test_last_event_id_of_the_head_replays_nothing_and_then_delivers_new_events(
 
 def test_last_event_id_replays_only_what_the_contractor_may_see(streams, tokens, app):
     ours = uuid4()
-    mine = cancelled_job(app, "North", (ours, uuid4()))
-    cancelled_job(app, "North", (uuid4(),))
+    mine = save_cancelled_job(app, "North", (ours, uuid4()))
+    save_cancelled_job(app, "North", (uuid4(),))
     stream = streams.open({**tokens.contractor(str(ours)), "Last-Event-ID": "0"})
-    also_mine = cancelled_job(app, "South", (ours,))
+    also_mine = save_cancelled_job(app, "South", (ours,))
 
     stream.wait_for_position(app.head_position())
 

@@ -204,8 +204,7 @@ class JobCancel(MethodView):
     @blp.doc(parameters=COMMAND_HEADERS)
     @blp.problems(400, 401, 403, 404, 412, 415, 422)
     @blp.doc(operationId="cancelJob")
-    def post(self, job_id: str, reason: str | None = None,
-             reason_code: str = "Other") -> Any:
+    def post(self, job_id: str, reason_code: str, reason: str | None = None) -> Any:
         """Cancel a job and all of its live assignments (Dispatcher, Admin).
 
         One atomic append stores JobCancelled and an AssignmentCancelled for every

@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from domain.job import EARLIEST, LATEST
+from domain.job import EARLIEST, LATEST, ReasonCode
 from web.schemas import (
     JOB_STATUSES,
     PRIORITIES,
@@ -98,7 +98,7 @@ class OptionalBody(Strict):
 
 class CancelSchema(OptionalBody):
     reason = reason_field()
-    reason_code = fields.String(data_key="reasonCode", load_default="Other",
+    reason_code = fields.String(data_key="reasonCode", load_default=ReasonCode.OTHER.value,
                                 validate=validate.OneOf(REASON_CODES))
 
 
