@@ -19,7 +19,7 @@ import pytest
 from application.settings import Settings
 from application.wakeup import ADVANCED, APPENDED, SUFFIX, Wakeup, wakeup_for
 from smartscheduler.bootstrap import Services, build_services
-from tests.factories import cancelled_job
+from tests.factories import save_cancelled_job
 
 WAIT = 10.0
 
@@ -182,7 +182,7 @@ def test_the_followers_batches_wake_the_waits_of_a_worker_through_its_socket(
     web, followers = two_processes
     before = web.views._advances  # moved only by wake-ups: this worker runs no runner
 
-    cancelled_job(web.app)  # appended by the worker: its datagram wakes the runner
+    save_cancelled_job(web.app)  # appended by the worker: its datagram wakes the runner
 
     assert web.views.wait_for(web.app.head_position(), WAIT)
     deadline = time.monotonic() + WAIT

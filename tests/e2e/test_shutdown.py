@@ -28,7 +28,7 @@ from projections.relay import CHANNEL_PREFIX, STREAM
 from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.processes import sigterm
 from tests.e2e.servers import STARTUP_TIMEOUT, Server, start_server, stop
-from tests.factories import cancelled_job
+from tests.factories import save_cancelled_job
 from tests.redis_server import RedisServer, start_private_redis
 
 STOP_WITHIN = 2.0
@@ -146,7 +146,7 @@ def assert_stopped_cleanly(command: Command, stopped: re.Pattern[str]) -> int:
 def test_projections_run_stops_on_sigterm_and_the_next_run_resumes_where_it_stopped(
         database_url: str, store: Services, commands: Commands) -> None:
     env = {"SMARTSCHEDULER_DATABASE_URL": database_url}
-    before = [cancelled_job(store.app) for _ in range(3)]
+    before = [save_cancelled_job(store.app) for _ in range(3)]
     head = store.app.head_position()
 
     first, following = commands.start(["projections", "run"], env, "projections-1", FOLLOWING)
@@ -156,7 +156,7 @@ def test_projections_run_stops_on_sigterm_and_the_next_run_resumes_where_it_stop
         first, re.compile(r"Read models: stopped at position (\d+)\."))
     assert stopped_at == head == store.views.position()
 
-    while_stopped = [cancelled_job(store.app) for _ in range(2)]
+    while_stopped = [save_cancelled_job(store.app) for _ in range(2)]
     new_head = store.app.head_position()
     assert store.views.position() == head  # nobody follows meanwhile
 
@@ -189,7 +189,7 @@ def test_relay_stops_on_sigterm_and_the_next_run_publishes_only_what_came_after(
            "SMARTSCHEDULER_REDIS_URL": redis_server.url}
     stopped = re.compile(r"Relay: stopped at position (\d+)\.")
     for _ in range(3):
-        cancelled_job(store.app)
+        save_cancelled_job(store.app)
     head = store.app.head_position()
     with redis_server.client() as client:
         first, publishing = commands.start(["relay"], env, "relay-1", PUBLISHING)
@@ -198,7 +198,7 @@ def test_relay_stops_on_sigterm_and_the_next_run_publishes_only_what_came_after(
         assert assert_stopped_cleanly(first, stopped) == head
 
         for _ in range(2):
-            cancelled_job(store.app)  # while no relay runs
+            save_cancelled_job(store.app)  # while no relay runs
         new_head = store.app.head_position()
         # Every event goes to its region's dispatch channel: this pattern sees each once.
         pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -276,7 +276,7 @@ def test_a_server_started_again_goes_on_from_the_position_its_read_models_record
         assert "Traceback" not in servers[0].log()
         assert store.views.position() == head
 
-        while_stopped = cancelled_job(store.app)
+        while_stopped = save_cancelled_job(store.app)
         new_head = store.app.head_position()
         servers.append(start_server(database_url, tmp_path, name="server-2"))
         wait_until(lambda: store.views.position() == new_head, "the read models catching up")

@@ -29,7 +29,7 @@ from projections.relay import STREAM, Relay, channel
 from projections.runner import ViewsRunner
 from projections.views import DispatchViews, views_for
 from smartscheduler.bootstrap import build_dispatch, redis_client
-from tests.factories import cancelled_job
+from tests.factories import save_cancelled_job
 from tests.projections.support import all_job_ids, documents_newest_first, items, read_all
 from tests.redis_server import RedisServer, require_redis_server, start_private_redis
 
@@ -107,7 +107,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) 
 def commit_jobs(app: Dispatch, count: int) -> None:
     regions = cycle(["North", "South", "East"])
     for _ in range(count):
-        cancelled_job(app, next(regions), (uuid4(),))  # 4 events
+        save_cancelled_job(app, next(regions), (uuid4(),))  # 4 events
 
 
 def log_positions(app: Dispatch, after: int = 0) -> list[int]:

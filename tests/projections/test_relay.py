@@ -27,7 +27,7 @@ from projections.envelopes import contractors_of, region_of
 from projections.hub import read_log
 from projections.relay import STREAM, TRACKING_NAME, Relay, channel
 from smartscheduler.bootstrap import build_dispatch, redis_client
-from tests.factories import cancelled_job, job_fields, request
+from tests.factories import job_fields, request, save_cancelled_job
 from tests.redis_server import (
     RedisServer,
     free_port,
@@ -89,7 +89,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) 
 def commit_jobs(app: Dispatch, count: int) -> None:
     for region in [r for r, _ in zip(cycle(["North", "South", "East"]), range(count),
                                       strict=False)]:
-        cancelled_job(app, region, (uuid4(),))
+        save_cancelled_job(app, region, (uuid4(),))
 
 
 def store_envelopes(app: Dispatch) -> list[Envelope]:
@@ -169,7 +169,7 @@ class Writer:
         regions = cycle(["North", "South", "East", "West"])
         while not self._stop.is_set():
             try:
-                cancelled_job(self.app, next(regions), (uuid4(),))
+                save_cancelled_job(self.app, next(regions), (uuid4(),))
                 self.jobs += 1
             except Exception as error:  # reported by the test
                 self.errors.append(error)
@@ -245,7 +245,7 @@ def test_a_relay_reset_to_position_zero_publishes_again_without_duplicate_entrie
 def test_the_stream_entries_are_the_envelopes_read_back_from_the_store(
         dispatch, redis_server, redis_db):
     contractor_id = uuid4()
-    job_id = cancelled_job(dispatch, "East", (contractor_id, uuid4()))
+    job_id = save_cancelled_job(dispatch, "East", (contractor_id, uuid4()))
 
     with running_relay(dispatch, redis_server.url) as relay:
         wait_until(caught_up(relay, dispatch), "the relay reached the head")
@@ -271,9 +271,9 @@ def test_subscribers_of_a_region_channel_and_a_contractor_channel_receive_their_
     ours, theirs = str(uuid4()), str(uuid4())
     pubsub = redis_db.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(channel("dispatch/North"), channel(f"contractor/{ours}"))
-    cancelled_job(dispatch, "North", (UUID(ours), UUID(theirs)))
-    cancelled_job(dispatch, "South", (UUID(ours),))
-    cancelled_job(dispatch, "North", (UUID(theirs),))
+    save_cancelled_job(dispatch, "North", (UUID(ours), UUID(theirs)))
+    save_cancelled_job(dispatch, "South", (UUID(ours),))
+    save_cancelled_job(dispatch, "North", (UUID(theirs),))
     dispatch.create_job(request(), **job_fields(region="South"))
     everything = store_envelopes(dispatch)
     north = [item for item in everything if region_of(item) == "North"]
