@@ -10,14 +10,12 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 
+from projections.backoff import OUTAGE_BACKOFF, Backoff
 from projections.reader import Entry, LogReader, batches
 from projections.status import Failure, describe_error
 
 log = logging.getLogger(__name__)
 
-OUTAGE_BACKOFF = 2.0
-"""Longest wait between tries while the store or Redis fails (an event that fails
-is retried up to the follower's max_backoff)."""
 
 POLL = 0.25
 """Seconds a follower reading on its own waits before looking again, when it
@@ -109,22 +107,20 @@ class LogFollower:
             self.reader.detach(self)
 
     def _run(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(self.max_backoff)
         while not self._stopping.is_set():
             try:
                 self._follow()
-                backoff = 0.1
-            except EventFailed as failed:
-                self._failed(failed.error, failed.notification, backoff)
-                limit = self.max_backoff
-            except Exception as error:  # keep following; see the class docstring
-                self._failed(error, None, backoff)
-                # An outage: look again soon, so service is back soon after the store.
-                limit = min(self.max_backoff, OUTAGE_BACKOFF)
-            else:
+                backoff.succeeded()
                 continue
-            self._stopping.wait(backoff)
-            backoff = min(backoff * 2, limit)
+            except EventFailed as failed:
+                wait = backoff.failed()
+                self._failed(failed.error, failed.notification, wait)
+            except Exception as error:  # keep following; see the class docstring
+                # An outage: look again soon, so service is back soon after the store.
+                wait = backoff.failed(min(self.max_backoff, OUTAGE_BACKOFF))
+                self._failed(error, None, wait)
+            self._stopping.wait(wait)
 
     def check(self) -> None:
         """Raise when what the follower writes to is unreachable (before following)."""

@@ -23,12 +23,16 @@ from typing import Any
 
 import redis
 
+from projections.backoff import Backoff
 from projections.envelopes import envelope
 from projections.follower import LogFollower
 from projections.reader import Entry, LogReader
 from projections.relay import CHANNEL_PREFIX
 
 log = logging.getLogger(__name__)
+
+SOURCE_BACKOFF = 10.0
+"""Longest wait between tries of a failing realtime source (Redis pub/sub)."""
 
 Envelope = dict[str, Any]
 
@@ -173,18 +177,18 @@ class Hub:
             subscriber.offer(item)
 
     def _forever(self, target: Callable[[], None]) -> None:
-        backoff = 0.1
+        backoff = Backoff(SOURCE_BACKOFF)
         while not self._stopping.is_set():
             try:
                 target()
-                backoff = 0.1
+                backoff.succeeded()
             except Exception as error:  # keep serving; the store fills any gap
                 if self._stopping.is_set():
                     return
+                wait = backoff.failed()
                 log.warning("Realtime source %s failed (%s); retrying in %.1fs",
-                            target.__name__, error, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                            target.__name__, error, wait)
+                self._stopping.wait(wait)
 
     def _deliver_entries(self, entries: Sequence[Entry]) -> None:
         """Deliver entries of the log (the embedded mode's source)."""

@@ -40,6 +40,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
+from projections.backoff import Backoff
 from projections.envelopes import envelope
 from projections.status import describe_error
 
@@ -54,9 +55,6 @@ or retries a batch, just behind the others."""
 
 PAGE = 1000
 """Notifications the reader appends to its window at most at once."""
-
-OUTAGE_BACKOFF = 2.0
-"""Longest wait between the reader's tries while the store fails."""
 
 _UNSET: Any = object()
 
@@ -320,11 +318,11 @@ class LogReader:
         self._low, self._top, self._failing = None, 0, None
 
     def _run(self, generation: int, stop: threading.Event) -> None:
-        backoff, said = 0.1, None
+        backoff, said = Backoff(), None
         while not stop.is_set():
             try:
                 self._follow(generation, stop)
-                backoff = 0.1
+                backoff.succeeded()
             except Exception as error:  # read again; consumers read on their own meanwhile
                 if stop.is_set():
                     return
@@ -336,8 +334,7 @@ class LogReader:
                     said = describe_error(error)
                     log.warning("The log reader failed (%s); its consumers read on their "
                                 "own until it reads again.", said)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, OUTAGE_BACKOFF)
+                stop.wait(backoff.failed())
             else:
                 said = None
 
