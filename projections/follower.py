@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 
 from projections.backoff import OUTAGE_BACKOFF, Backoff
+from projections.log import EventLog
 from projections.reader import Entry, LogReader, batches
 from projections.status import Failure, describe_error
 
@@ -63,7 +64,7 @@ class LogFollower:
         OperationalError, InterfaceError, OSError)
     """Failures of a server or the network, not of an event: logged without a traceback."""
 
-    def __init__(self, app: Any, *, batch_size: int = 500, max_backoff: float = 30.0,
+    def __init__(self, app: EventLog, *, batch_size: int = 500, max_backoff: float = 30.0,
                  status: FailureRecord | None = None, reader: LogReader | None = None) -> None:
         self.app = app
         self.batch_size = batch_size

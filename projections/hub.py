@@ -26,6 +26,7 @@ import redis
 from projections.backoff import Backoff
 from projections.envelopes import envelope
 from projections.follower import LogFollower
+from projections.log import EventLog
 from projections.reader import Entry, LogReader
 from projections.relay import CHANNEL_PREFIX
 
@@ -75,7 +76,7 @@ class Subscriber:
             self.close()
 
 
-def read_log(app: Any, after: int, *, until: int | None = None,
+def read_log(app: EventLog, after: int, *, until: int | None = None,
              page: int = 500) -> Iterator[Envelope]:
     """Envelopes of the events after `after` (up to `until`), read from the store."""
     to_event = app.mapper.to_domain_event
@@ -92,7 +93,7 @@ def read_log(app: Any, after: int, *, until: int | None = None,
 class Hub:
     """Distributes envelopes to this process's subscribers."""
 
-    def __init__(self, app: Any, redis_url: str | None = None, *,
+    def __init__(self, app: EventLog, redis_url: str | None = None, *,
                  fill_interval: float = 1.0, reader: LogReader | None = None) -> None:
         self.app = app
         self.redis_url = redis_url

@@ -42,6 +42,7 @@ from eventsourcing.persistence import Notification
 
 from projections.backoff import Backoff
 from projections.envelopes import envelope
+from projections.log import EventLog
 from projections.status import describe_error
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class LogReader:
         self._subscription: Any = None
 
     @classmethod
-    def of(cls, app: Any) -> LogReader:
+    def of(cls, app: EventLog) -> LogReader:
         """The reader of this application object: one per process in practice,
         shared by every follower built on it."""
         with _readers_lock:

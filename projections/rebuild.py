@@ -38,14 +38,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import DataError, JSONTranscoder, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from domain.catalog import format_time
 from domain.job import AssignmentStatus, JobStatus
 from projections import assignments, jobs
+from projections.log import EventLog
 
 BATCH = 10_000
 """Events per transaction of a rebuild."""
@@ -97,7 +99,7 @@ def uuid_text(value: Any) -> str:
     return str(value if isinstance(value, UUID) else UUID(value))
 
 
-def read_pages(app: Any, size: int, after: int = 0) -> Iterator[list[Stored]]:
+def read_pages(app: EventLog, size: int, after: int = 0) -> Iterator[list[Stored]]:
     """The log after `after`, page by page, through the recorder's
     `select_notifications` (whatever it guarantees: on PostgreSQL, only rows no
     transaction in flight can still come before)."""
@@ -143,7 +145,7 @@ def _sqlite_pages(connection: sqlite3.Connection, table: str, size: int,
         after = rows[-1][0]
 
 
-def _postgres_pages(app: Any, size: int, after: int = 0) -> Iterator[list[Stored]]:
+def _postgres_pages(app: EventLog, size: int, after: int = 0) -> Iterator[list[Stored]]:
     """The log of a PostgreSQL store up to its settled head, page by page, each
     page as two texts the server joins: the events' positions, job ids, versions
     and topics, and their states as stored (JSON never holds U+001E, the
@@ -156,7 +158,8 @@ def _postgres_pages(app: Any, size: int, after: int = 0) -> Iterator[list[Stored
     from psycopg import Error as PsycopgError
     from psycopg.sql import SQL, Identifier
 
-    recorder = app.recorder
+    # PostgreSQL's recorder, with `max_settled_notification_id` (application.postgres).
+    recorder: Any = app.recorder
     table = SQL("{}.{}").format(Identifier(recorder.datastore.schema),
                                 Identifier(recorder.events_table_name))
     statement = SQL(
@@ -410,7 +413,7 @@ class Decoder:
     for the rare event the fast path hands to the mapper.
     """
 
-    def __init__(self, app: Any, state_of: Callable[[int], bytes] | None = None) -> None:
+    def __init__(self, app: EventLog, state_of: Callable[[int], bytes] | None = None) -> None:
         mapper = app.mapper
         self.mapper = mapper
         self.state_of = state_of or (lambda position: app.recorder.select_notifications(
@@ -547,7 +550,7 @@ def _cancelled(writes: Writes, v: list[Any], item: Stored, when: str) -> None:
 # The rebuild -----------------------------------------------------------------------
 
 
-def rebuild(app: Any, views: Any, *, batch_size: int = BATCH,
+def rebuild(app: EventLog, views: Any, *, batch_size: int = BATCH,
             progress: Callable[[int, int], None] | None = None) -> RebuildResult:
     """Replay the whole log into new tables, then switch them in for the live ones.
 
@@ -561,7 +564,7 @@ def rebuild(app: Any, views: Any, *, batch_size: int = BATCH,
     done = 0
     if pool is not None:
         reading, writing = _connect(pool), _connect(pool)
-        table = app.recorder.events_table_name
+        table = cast(SQLiteApplicationRecorder, app.recorder).events_table_name
         decoder = Decoder(app, lambda position: reading.execute(
             f"SELECT state FROM {table} WHERE rowid = ?", (position,)).fetchone()[0])
         try:
@@ -621,7 +624,7 @@ def _write_all(pages: Iterator[list[Stored]], decoder: Decoder, write: Writer,
     return written[0]
 
 
-def _head(app: Any) -> Callable[[], int]:
+def _head(app: EventLog) -> Callable[[], int]:
     return lambda: app.recorder.max_notification_id() or 0
 
 

@@ -20,6 +20,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from projections.envelopes import envelope, groups_of
 from projections.follower import FailureRecord, LogFollower
+from projections.log import EventLog
 from projections.reader import Entry, LogReader
 
 STREAM = "smartscheduler:events"
@@ -38,7 +39,7 @@ class Relay(LogFollower):
     infrastructure_errors = (*LogFollower.infrastructure_errors, redis.ConnectionError,
                              redis.TimeoutError)
 
-    def __init__(self, app: Any, redis_client: redis.Redis, *, batch_size: int = 200,
+    def __init__(self, app: EventLog, redis_client: redis.Redis, *, batch_size: int = 200,
                  stream_maxlen: int | None = 1_000_000, max_backoff: float = 10.0,
                  status: FailureRecord | None = None, reader: LogReader | None = None) -> None:
         super().__init__(app, batch_size=batch_size, max_backoff=max_backoff,

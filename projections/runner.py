@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from projections.follower import LogFollower
+from projections.log import EventLog
 from projections.reader import Entry, LogReader
 from projections.rebuild import RebuildResult, rebuild
 from projections.views import DispatchViews, decode
@@ -20,7 +20,7 @@ class ViewsRunner(LogFollower):
 
     name = "read_models"
 
-    def __init__(self, app: Any, views: DispatchViews, *, batch_size: int = 500,
+    def __init__(self, app: EventLog, views: DispatchViews, *, batch_size: int = 500,
                  max_backoff: float = 30.0, reader: LogReader | None = None) -> None:
         super().__init__(app, batch_size=batch_size, max_backoff=max_backoff, status=views,
                          reader=reader)

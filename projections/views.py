@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import (
     InfrastructureFactory,
@@ -24,9 +24,10 @@ from eventsourcing.persistence import (
     Tracking,
 )
 from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory, SQLiteTrackingRecorder
 
 from projections import assignments, jobs, status
+from projections.log import EventLog
 from projections.status import Failure
 
 TRACKING_NAME = "Dispatch"
@@ -90,7 +91,7 @@ def grouped(statements: Iterable[tuple[str, Params]]) -> Iterator[tuple[str, lis
     yield from groups.items()
 
 
-def decode(app: Any, notifications: Sequence[Notification],
+def decode(app: EventLog, notifications: Sequence[Notification],
            tracking_name: str) -> list[tuple[Any, Tracking]]:
     """Domain events from stored notifications, each with its tracking position."""
     to_event = app.mapper.to_domain_event
@@ -175,7 +176,7 @@ class DispatchViews:
                     c.execute(self._sql(sql))
             c.execute(self._delete_tracking_sql(), (self.tracking_name,))
 
-    def switch_to(self, shadow: DispatchViews, app: Any) -> int:
+    def switch_to(self, shadow: DispatchViews, app: EventLog) -> int:
         """Make the shadow's tables the live ones, in one transaction.
 
         Runners are held off meanwhile (a lock on the live tables); whatever they
@@ -355,7 +356,7 @@ class DispatchViews:
     def _switch_transaction(self) -> Any:
         return self._transaction(commit=True)
 
-    def _read_log(self, c: Any, app: Any, after: int, upto: int) -> Sequence[Notification]:
+    def _read_log(self, c: Any, app: EventLog, after: int, upto: int) -> Sequence[Notification]:
         """The notifications after `after` up to `upto`, read during the switch."""
         return app.recorder.select_notifications(
             start=after, stop=upto, limit=upto - after, inclusive_of_start=False)
@@ -370,9 +371,9 @@ class SQLiteDispatchViews(DispatchViews, SQLiteTrackingRecorder):
         return [*super().construct_create_table_statements(), *jobs.CREATE,
                 *assignments.CREATE, status.CREATE]
 
-    def _read_log(self, c: Any, app: Any, after: int, upto: int) -> Sequence[Notification]:
+    def _read_log(self, c: Any, app: EventLog, after: int, upto: int) -> Sequence[Notification]:
         # Through the switch's own connection: see _switch_transaction.
-        recorder = app.recorder
+        recorder = cast(SQLiteApplicationRecorder, app.recorder)
         c.execute(f"SELECT rowid, * FROM {recorder.events_table_name} "
                   "WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto))
         return [Notification(id=row["rowid"],
