@@ -35,7 +35,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from eventsourcing.persistence import Notification
@@ -104,37 +104,31 @@ class Entry:
     @property
     def event(self) -> Any:
         """The domain event."""
-        event = self._event
-        if event is _UNSET:
-            with self._decoder.lock:
-                event = self._event
-                if event is _UNSET:
-                    event = self._event = self._decoder.to_event(self.notification)
-        return event
+        return self._once("_event", lambda: self._decoder.to_event(self.notification))
 
     @property
     def envelope(self) -> dict[str, Any]:
         """The published envelope (projections.envelopes)."""
-        found = self._envelope
-        if found is _UNSET:
-            event = self.event
-            with self._decoder.lock:
-                found = self._envelope
-                if found is _UNSET:
-                    found = self._envelope = envelope(event, self.id)
-        return found  # type: ignore[no-any-return]
+        event = self.event  # outside `_once`: its lock is not re-entrant
+        return self._once("_envelope",  # type: ignore[no-any-return]
+                          lambda: envelope(event, self.id))
 
     @property
     def payload(self) -> str:
         """The envelope as JSON, as the relay publishes it."""
-        found = self._payload
+        item = self.envelope
+        return self._once("_payload", lambda: json.dumps(item))  # type: ignore[no-any-return]
+
+    def _once(self, name: str, make: Callable[[], Any]) -> Any:
+        """The attribute `name`, made by `make` the first time anyone asks."""
+        found = getattr(self, name)
         if found is _UNSET:
-            item = self.envelope
             with self._decoder.lock:
-                found = self._payload
+                found = getattr(self, name)
                 if found is _UNSET:
-                    found = self._payload = json.dumps(item)
-        return found  # type: ignore[no-any-return]
+                    found = make()
+                    setattr(self, name, found)
+        return found
 
     def __repr__(self) -> str:
         return f"Entry({self.id}, {self.notification.topic})"

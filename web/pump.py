@@ -32,11 +32,18 @@ log = logging.getLogger(__name__)
 MAX_BACKLOG = 1 << 20
 """Bytes a stream may have waiting for its client before it is disconnected."""
 
+SEND_AT_MOST = 256 * 1024
+"""Bytes handed to one send (the socket takes what its buffer holds)."""
+
 FRAME_CACHE = 512
 """Framed events kept, so that each event is encoded once for all its streams."""
 
 HEARTBEAT_CHECK = 1.0
 """Seconds between the pump's looks at which streams are due a heartbeat."""
+
+STALLED_FOR = 60.0
+"""Seconds a stream may have bytes waiting that its client takes none of: then it
+is closed (a peer gone without a word, say), and its slot is free again."""
 
 
 class StreamSubscriber(Subscriber):
@@ -105,6 +112,7 @@ class Stream:
         self.ending = False
         self.closed = False
         self.writing = False
+        self.stalled_since: float | None = None  # bytes waiting, none taken since
 
     def send_event(self, item: Envelope) -> None:
         position = item["position"]
@@ -247,6 +255,12 @@ class Pump:
             if now >= next_check:
                 next_check = now + HEARTBEAT_CHECK
                 for stream in list(self._streams):
+                    if stream.stalled_since is not None and (
+                            now - stream.stalled_since > STALLED_FOR):
+                        log.info("An event stream's client took nothing for %.0f s; "
+                                 "disconnected", STALLED_FOR)
+                        self._close(stream)
+                        continue
                     if now >= stream.next_beat:
                         stream.next_beat = now + stream.heartbeat
                         self.write(stream, b": heartbeat\n\n")
@@ -263,7 +277,7 @@ class Pump:
         if stream.closed:
             return
         with self._lock:
-            data = bytes(stream.out)
+            data = bytes(stream.out[:SEND_AT_MOST])  # a copy: writers append meanwhile
         sent = 0
         if data:
             try:
@@ -277,6 +291,10 @@ class Pump:
             del stream.out[:sent]
             waiting = len(stream.out)
             ending = stream.ending
+        if not waiting or sent:
+            stream.stalled_since = None if not waiting else time.monotonic()
+        elif stream.stalled_since is None:
+            stream.stalled_since = time.monotonic()
         if waiting > MAX_BACKLOG:
             log.info("An event stream's client reads too slowly (%s bytes waiting); "
                      "disconnected, it resumes with Last-Event-ID", waiting)

@@ -95,11 +95,18 @@ def request_ready(data: bytes | bytearray) -> bool:
     return size > MAX_PREFETCH or len(data) >= end + 4 + size
 
 
+MAX_PREFETCH_CHUNKS = 256
+"""Chunks of a body the main loop looks through, at each read, before a thread takes
+the request (each read scans from the body's start: many tiny chunks would make
+that the loop's whole work)."""
+
+
 def chunked_body_in(data: bytes | bytearray, start: int) -> bool:
     """Whether the chunked body that starts at `start` has ended; or it is past
-    MAX_PREFETCH, or malformed (gunicorn's parser answers 400): a thread takes it."""
+    MAX_PREFETCH or MAX_PREFETCH_CHUNKS, or malformed (gunicorn's parser answers
+    400): a thread takes it."""
     limit, position = start + MAX_PREFETCH, start
-    while True:
+    for _ in range(MAX_PREFETCH_CHUNKS):
         line_end = data.find(b"\r\n", position)
         if line_end < 0:
             return len(data) > limit
@@ -115,6 +122,7 @@ def chunked_body_in(data: bytes | bytearray, start: int) -> bool:
             return True
         if position > len(data):
             return False
+    return True  # a body of many small chunks: the thread reads the rest
 
 
 class Worker(gthread.ThreadWorker):  # type: ignore[misc]

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from tests.web.support import job_body
-from web.worker import MAX_HEAD, MAX_PREFETCH, request_ready
+from web.worker import MAX_HEAD, MAX_PREFETCH, MAX_PREFETCH_CHUNKS, request_ready
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n"
 BODY = json.dumps(job_body()).encode()
@@ -213,3 +213,10 @@ def test_the_one_empty_line_a_client_may_send_before_a_request_does_not_end_it()
 
 def test_a_head_ended_by_bare_line_feeds_is_given_to_the_parser_to_reject():
     assert request_ready(b"GET /healthz HTTP/1.1\nHost: x\n\n")
+
+
+def test_a_body_of_more_chunks_than_the_loop_scans_is_read_by_the_thread():
+    head = b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    few = b"1\r\na\r\n" * (MAX_PREFETCH_CHUNKS - 1)
+    assert not request_ready(head + few)  # unfinished, still scanned by the loop
+    assert request_ready(head + few + b"1\r\na\r\n" * 2)  # past the cap: a thread's
