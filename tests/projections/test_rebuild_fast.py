@@ -25,15 +25,10 @@ from hypothesis import strategies as st
 from application.settings import Settings
 from domain.job import Job
 from projections import assignments, jobs
-from projections.rebuild import (
-    JOB_ROW_INSERT,
-    Decoder,
-    Writes,
-    _connect,
-    _sqlite_pages,
-    _sqlite_pool,
-    read_pages,
-)
+from projections.rebuild_decode import Decoder
+from projections.rebuild_fold import JOB_ROW_INSERT, Writes
+from projections.rebuild_pages import read_pages, sqlite_pages
+from projections.rebuild_write import connect, sqlite_pool
 from projections.runner import rebuild
 from projections.views import grouped
 from smartscheduler.bootstrap import build_services
@@ -117,12 +112,12 @@ def test_a_rebuild_writes_the_runners_rows_byte_for_byte(services, app):
 
 def stored_items(app: Any) -> list[Any]:
     """The log as the rebuild reads it on this backend."""
-    pool = _sqlite_pool(app.recorder)
+    pool = sqlite_pool(app.recorder)
     if pool is None:
         return [item for page in read_pages(app, 1000) for item in page]
-    connection = _connect(pool)
+    connection = connect(pool)
     try:
-        return [item for page in _sqlite_pages(
+        return [item for page in sqlite_pages(
             connection, app.recorder.events_table_name, 1000) for item in page]
     finally:
         connection.close()
