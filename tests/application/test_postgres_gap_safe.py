@@ -39,7 +39,8 @@ from psycopg.sql import SQL
 
 from application.errors import ConcurrencyConflict
 from application.persistence import eventsourcing_env, storage_lock
-from application.postgres import REPOLL_MAX, PostgresApplicationRecorder
+from application.postgres import PostgresApplicationRecorder
+from application.postgres_settled import REPOLL_MAX
 from application.settings import Settings
 from projections.runner import ViewsRunner
 from smartscheduler.bootstrap import build_dispatch, build_services
