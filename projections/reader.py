@@ -25,153 +25,31 @@ with their effects). Nobody waits for anybody:
 The window holds every notification after `low` up to `top`, in order: the
 reader's subscription starts after a consumer's position, never ahead of it,
 so it relies on no density of ids (PostgreSQL may skip some).
+
+Here: `LogReader`, the consumers' side (taking from the window, or reading on
+their own). Its state and the thread that fills the window are its base's
+(`projections.reader_window`); the entries it hands out, decoded once, are
+`projections.entries`'.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
-import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from eventsourcing.persistence import Notification
-
-from projections.backoff import Backoff
-from projections.envelopes import envelope
+from projections.entries import Entry, batches
 from projections.log import EventLog
-from projections.status import describe_error
+from projections.reader_window import Cursor, LogWindow
 
-log = logging.getLogger(__name__)
-
-WINDOW = 4096
-"""Entries a reader keeps at most for the consumers behind the newest one."""
-
-KEEP = 256
-"""Entries a reader keeps even once every consumer took them: for one that joins,
-or retries a batch, just behind the others."""
-
-PAGE = 1000
-"""Notifications the reader appends to its window at most at once."""
-
-_UNSET: Any = object()
+__all__ = ["Entry", "LogReader", "batches"]
+"""`Entry` and `batches` (projections.entries) as the followers import them."""
 
 
-def batches(subscription: Any, max_size: int) -> Iterator[list[Notification]]:
-    """Group what a subscription has already fetched, without waiting for more."""
-    for notification in subscription:
-        batch = [notification]
-        # ListenNotifySubscription fetches pages; take the rest of the page at once.
-        while (len(batch) < max_size
-               and subscription._notifications_index < len(subscription._notifications)):
-            batch.append(next(subscription))
-        yield batch
-
-
-class Decoder:
-    """Decodes entries for every consumer of a process, each entry once."""
-
-    def __init__(self, mapper: Any) -> None:
-        self.mapper = mapper
-        self.lock = threading.Lock()
-        self.decoded = 0
-        """Domain events decoded so far (for tests and figures)."""
-
-    def to_event(self, notification: Notification) -> Any:
-        event = self.mapper.to_domain_event(notification)
-        self.decoded += 1
-        return event
-
-
-class Entry:
-    """A notification of the log, with its domain event, envelope and JSON made
-    when first asked for, once, whoever asks. A failure to decode is not kept:
-    the next ask tries again (a fix may have been deployed meanwhile)."""
-
-    __slots__ = ("_decoder", "_envelope", "_event", "_payload", "id", "notification")
-
-    def __init__(self, notification: Notification, decoder: Decoder) -> None:
-        self.notification = notification
-        self.id: int = notification.id
-        self._decoder = decoder
-        self._event: Any = _UNSET
-        self._envelope: Any = _UNSET
-        self._payload: Any = _UNSET
-
-    @property
-    def event(self) -> Any:
-        """The domain event."""
-        return self._once("_event", lambda: self._decoder.to_event(self.notification))
-
-    @property
-    def envelope(self) -> dict[str, Any]:
-        """The published envelope (projections.envelopes)."""
-        event = self.event  # outside `_once`: its lock is not re-entrant
-        return self._once("_envelope",  # type: ignore[no-any-return]
-                          lambda: envelope(event, self.id))
-
-    @property
-    def payload(self) -> str:
-        """The envelope as JSON, as the relay publishes it."""
-        item = self.envelope
-        return self._once("_payload", lambda: json.dumps(item))  # type: ignore[no-any-return]
-
-    def _once(self, name: str, make: Callable[[], Any]) -> Any:
-        """The attribute `name`, made by `make` the first time anyone asks."""
-        found = getattr(self, name)
-        if found is _UNSET:
-            with self._decoder.lock:
-                found = getattr(self, name)
-                if found is _UNSET:
-                    found = make()
-                    setattr(self, name, found)
-        return found
-
-    def __repr__(self) -> str:
-        return f"Entry({self.id}, {self.notification.topic})"
-
-
-class _Cursor:
-    """Where a consumer is, as its reader knows it."""
-
-    __slots__ = ("after", "stopping")
-
-    def __init__(self, stopping: threading.Event) -> None:
-        self.after: int | None = None
-        self.stopping = stopping
-
-
-class LogReader:
+class LogReader(LogWindow):
     """The log, read once for the consumers of a process (see the module docstring)."""
-
-    def __init__(self, recorder: Any, mapper: Any, *, window: int = WINDOW,
-                 page: int = PAGE, keep: int = KEEP) -> None:
-        self.recorder = recorder
-        self.decoder = Decoder(mapper)
-        self.window = window
-        self.page = min(page, window)
-        self.keep = min(keep, window)
-        self.shared = 0
-        """Notifications read into the window (each once)."""
-        self.own = 0
-        """Notifications consumers read on their own (outside the window)."""
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # consumers wait on it for entries
-        self._demand = threading.Condition(lock)  # the reader waits on it for a consumer
-        self._entries: list[Entry] = []
-        self._ids: list[int] = []
-        self._low: int | None = None  # None: not reading
-        self._top = 0
-        self._cursors: dict[object, _Cursor] = {}
-        self._waiting = 0
-        self._failing: BaseException | None = None
-        self._generation = 0
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._subscription: Any = None
 
     @classmethod
     def of(cls, app: EventLog) -> LogReader:
@@ -187,7 +65,7 @@ class LogReader:
 
     def attach(self, consumer: object, stopping: threading.Event) -> None:
         with self._cond:
-            self._cursors[consumer] = _Cursor(stopping)
+            self._cursors[consumer] = Cursor(stopping)
 
     def detach(self, consumer: object) -> None:
         """Forget the consumer; the last one to go stops the reading."""
@@ -295,94 +173,6 @@ class LogReader:
             if self._failing is None and self._low is not None and self._top > after:
                 return
             self._cond.wait(timeout)
-
-    # The reading -------------------------------------------------------------
-
-    def _start(self, after: int) -> None:
-        """Start reading after `after` (a consumer's own position, never ahead of it)."""
-        self._generation += 1
-        self._clear()
-        self._low = self._top = after
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self._generation, self._stop),
-                                        name="log-reader", daemon=True)
-        self._thread.start()
-
-    def _clear(self) -> None:
-        self._entries, self._ids = [], []
-        self._low, self._top, self._failing = None, 0, None
-
-    def _run(self, generation: int, stop: threading.Event) -> None:
-        backoff, said = Backoff(), None
-        while not stop.is_set():
-            try:
-                self._follow(generation, stop)
-                backoff.succeeded()
-            except Exception as error:  # read again; consumers read on their own meanwhile
-                if stop.is_set():
-                    return
-                with self._cond:
-                    if generation == self._generation:
-                        self._failing = error
-                    self._cond.notify_all()
-                if describe_error(error) != said:
-                    said = describe_error(error)
-                    log.warning("The log reader failed (%s); its consumers read on their "
-                                "own until it reads again.", said)
-                stop.wait(backoff.failed())
-            else:
-                said = None
-
-    def _follow(self, generation: int, stop: threading.Event) -> None:
-        with self._cond:
-            start = self._top
-        self.recorder.max_notification_id()  # the store answers: consumers may share again
-        subscription = self.recorder.subscribe(gt=start)
-        with subscription:
-            with self._cond:
-                if stop.is_set() or generation != self._generation:
-                    return
-                self._subscription = subscription
-                self._failing = None
-                self._cond.notify_all()
-            for batch in batches(subscription, self.page):
-                with self._cond:
-                    while not stop.is_set() and not self._waiting:
-                        self._demand.wait()  # on demand: a consumer waits for more
-                    if stop.is_set() or generation != self._generation:
-                        return
-                    self._append(batch)
-                    self._cond.notify_all()
-
-    def _append(self, notifications: Sequence[Notification]) -> None:
-        self.shared += len(notifications)
-        fresh = [n for n in notifications if n.id > self._top]  # a consumer's read
-        if fresh:                                                 # may have put them
-            self._put(fresh)
-        self._trim()
-
-    def _put(self, notifications: Sequence[Notification]) -> None:
-        """Add notifications that come right after the top of the window."""
-        decoder = self.decoder
-        self._entries.extend(Entry(n, decoder) for n in notifications)
-        self._ids.extend(n.id for n in notifications)
-        self._top = notifications[-1].id
-
-    def _trim(self) -> None:
-        """Drop the entries every consumer inside the window has taken (but the
-        last `keep`), and any beyond `window` (a consumer that needed those reads
-        on its own)."""
-        low = self._low
-        if low is None or not self._ids:
-            return
-        inside = [c.after for c in self._cursors.values()
-                  if c.after is not None and c.after >= low]
-        cut = bisect.bisect_right(self._ids, min(inside)) if inside else len(self._ids)
-        cut = max(min(cut, len(self._ids) - self.keep), len(self._ids) - self.window)
-        if cut > 0:
-            self._low = self._ids[cut - 1]
-            del self._entries[:cut]
-            del self._ids[:cut]
 
 
 _readers: weakref.WeakKeyDictionary[Any, LogReader] = weakref.WeakKeyDictionary()
