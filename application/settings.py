@@ -26,6 +26,8 @@ class Settings:
     sse_heartbeat: float = 15.0
     max_streams: int = 100
     stuck_after: float = 30.0
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -34,6 +36,14 @@ class Settings:
     @property
     def uses_development_secret(self) -> bool:
         return not self.jwt_secret and not self.jwks_url
+
+    @property
+    def development_sign_in(self) -> bool:
+        """Whether the console may mint tokens for a chosen role (its development
+        sign-in): with the development secret, or in the development environment
+        with an HS256 secret (tokens from a JWKS can only come from the issuer)."""
+        return self.uses_development_secret or (
+            self.environment == "development" and not self.jwks_url)
 
     @property
     def signing_secret(self) -> str:
@@ -78,4 +88,6 @@ class Settings:
             sse_heartbeat=float(get("SSE_HEARTBEAT") or 15.0),
             max_streams=int(get("MAX_STREAMS") or 100),
             stuck_after=float(get("STUCK_AFTER") or 30.0),
+            oidc_issuer=get("OIDC_ISSUER"),
+            oidc_client_id=get("OIDC_CLIENT_ID"),
         )

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from application.settings import Settings
-from web import health, inputs, problems
+from web import console, health, inputs, problems
 from web.auth import TokenVerifier
 from web.docs import ProblemApi, add_offline_docs
 from web.http import request_id
@@ -82,6 +82,7 @@ def create_app(settings: Settings, services: Any) -> Flask:
     api.register_blueprint(assignments)
     api.register_blueprint(events)
     app.register_blueprint(health.blp)
+    console.register(app, settings)
     add_offline_docs(app)
     problems.register(app)
     return app

@@ -1,0 +1,155 @@
+"""The dispatcher console: a page shell, its static ES modules and stylesheet.
+
+Everything the console does, it does in the browser through the public API
+(`/api/...`) with a bearer token it keeps in session storage; this blueprint
+only serves the files, tells the page how sign-in is configured, and, in
+development only, mints a short-lived token for a chosen role.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
+
+from application.settings import Settings
+from web.auth import DEFAULT_SUBS, mint_token
+from web.problems import Problem
+from web.schemas import JOB_STATUSES, PRIORITIES, REASON_CODES
+
+DEV_TOKEN_TTL = 8 * 3600
+"""Seconds a development sign-in lasts: a working day, then sign in again."""
+
+ROLES = [str(role) for role in DEFAULT_SUBS]  # Admin, Dispatcher, Contractor
+CONTRACTOR = "Contractor"
+
+REASON_LABELS = {
+    "CustomerRequest": "Customer request",
+    "ContractorUnavailable": "Contractor unavailable",
+    "Weather": "Weather",
+    "Duplicate": "Duplicate job",
+    "Other": "Other",
+}
+
+blp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
+                static_folder="static", static_url_path="/static")
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["smartscheduler.console"]
+    return settings
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Scripts, styles and fonts from this service only; fetches to this service
+    and, with OIDC, to the issuer (discovery, token endpoint)."""
+    connect = ["'self'"]
+    if settings.oidc_issuer:
+        connect.append(_origin(settings.oidc_issuer))
+        if urlsplit(settings.oidc_issuer).hostname and str(
+                urlsplit(settings.oidc_issuer).hostname).endswith(".amazonaws.com"):
+            connect.append("https://*.amazoncognito.com")  # Cognito's hosted-UI domain
+    return "; ".join([
+        "default-src 'self'", "script-src 'self'", "style-src 'self'",
+        "img-src 'self' data:", "font-src 'self'", f"connect-src {' '.join(connect)}",
+        "object-src 'none'", "base-uri 'none'", "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _default_sub(role: str) -> str | None:
+    return next((sub for known, sub in DEFAULT_SUBS.items() if known == role), None)
+
+
+def _page() -> Response:
+    settings = _settings()
+    oidc = bool(settings.oidc_issuer and settings.oidc_client_id)
+    config = {
+        "devSignIn": settings.development_sign_in,
+        "oidc": {"issuer": settings.oidc_issuer, "clientId": settings.oidc_client_id}
+        if oidc and not settings.development_sign_in else None,
+    }
+    html = render_template(
+        "console/index.html",
+        config=json.dumps(config).replace("<", "\\u003c"),
+        statuses=JOB_STATUSES,
+        priorities=PRIORITIES,
+        reason_codes=[(code, REASON_LABELS.get(code, code)) for code in REASON_CODES],
+        contractor_hint=_default_sub(CONTRACTOR) if settings.development_sign_in else None,
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = content_security_policy(settings)
+    response.headers["Referrer-Policy"] = "no-referrer"  # the OIDC code stays in this page
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.get("/")
+def home() -> Response:
+    return _page()
+
+
+@blp.get("/jobs/<job_id>")
+def job_page(job_id: str) -> Response:
+    return _page()
+
+
+@blp.get("/callback")
+def oidc_callback() -> Response:
+    return _page()
+
+
+@blp.post("/dev-token")
+def dev_token() -> Any:
+    """Development sign-in: a token for the role asked for. It exists only while
+    the service runs with its development secret or in the development environment."""
+    settings = _settings()
+    if not settings.development_sign_in:
+        raise Problem(404, "not_found", "Not found",
+                      "Development sign-in is off: sign in with SSO.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("role"), str):
+        raise Problem(422, "validation_failed", "Validation failed",
+                      'Send {"role": "Dispatcher" | "Admin" | "Contractor", "sub": "..."}.')
+    role = body["role"]
+    if role not in ROLES:
+        raise Problem(422, "validation_failed", "Validation failed",
+                      f"Unknown role {role!r}: choose Dispatcher, Admin or Contractor.")
+    sub = body.get("sub") or None
+    if sub is not None:
+        if not isinstance(sub, str) or not sub.strip() or len(sub) > 200 or "\x00" in sub:
+            raise Problem(422, "validation_failed", "Validation failed",
+                          "The user id must be 1 to 200 characters.")
+        sub = sub.strip()
+        if role == CONTRACTOR:
+            try:
+                sub = str(uuid.UUID(sub))
+            except ValueError:
+                raise Problem(422, "validation_failed", "Validation failed",
+                              "A contractor's user id is their contractor id, a UUID."
+                              ) from None
+    token = mint_token(settings, roles=[role], sub=sub, ttl=DEV_TOKEN_TTL)
+    response = current_app.json.response({"token": token, "expiresIn": DEV_TOKEN_TTL})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register(app: Flask, settings: Settings) -> None:
+    """The console under /console, and / sending a browser there."""
+    app.extensions["smartscheduler.console"] = settings
+    app.register_blueprint(blp)
+
+    def root() -> Any:
+        return redirect("/console/", code=302)
+
+    app.add_url_rule("/", "console_root", root)
+    app.add_url_rule("/console", "console_bare", root)
