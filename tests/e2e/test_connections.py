@@ -35,7 +35,7 @@ import pytest
 from tests.e2e.processes import children, sigterm
 from tests.e2e.servers import Client, Server, start_server, stop
 from tests.web.support import job_body
-from web.worker import HEAD_TIMEOUT
+from web.framing import HEAD_TIMEOUT
 
 WAIT = 30.0
 """How long to wait for what must happen (a bound on a hang, not a timing claim)."""

@@ -1,4 +1,4 @@
-"""`web.worker.request_ready`: when the worker's main loop has read enough of a
+"""`web.framing.request_ready`: when the worker's main loop has read enough of a
 request for a thread to take it.
 
 The main loop reads each connection's bytes as they come and asks, after every
@@ -16,7 +16,7 @@ import json
 import pytest
 
 from tests.web.support import job_body
-from web.worker import MAX_HEAD, MAX_PREFETCH, MAX_PREFETCH_CHUNKS, request_ready
+from web.framing import MAX_HEAD, MAX_PREFETCH, MAX_PREFETCH_CHUNKS, request_ready
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n"
 BODY = json.dumps(job_body()).encode()

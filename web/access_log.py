@@ -1,0 +1,58 @@
+"""The access log, written by a thread of each worker instead of by each request.
+
+gunicorn's logger writes an access line on the request's thread, under the log's
+lock and at the terminal's pace. `AccessLogInThread` (the server's `logger_class`)
+queues the line instead and a daemon thread of the worker process writes it; the
+worker drains the queue as it exits (`web.worker.Worker.run`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from gunicorn import glogging
+
+
+class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger, whose access lines a thread of each worker writes: a
+    request hands its line over and goes, never waiting on the log's lock or on
+    the terminal."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self._lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer_pid = 0
+        self._writer_lock = threading.Lock()
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        self._lines.put(self.atoms_wrapper_class(
+            self.atoms(resp, req, environ, request_time)))
+        if self._writer_pid != os.getpid():
+            self._start_writer()
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Write what is queued (on the way out)."""
+        deadline = time.monotonic() + timeout
+        while not self._lines.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer_pid == os.getpid():
+                return
+            self._writer_pid = os.getpid()  # a fork has no thread of its parent's
+            threading.Thread(target=self._write, name="access-log", daemon=True).start()
+
+    def _write(self) -> None:
+        while True:
+            atoms = self._lines.get()
+            try:
+                self.access_log.info(self.cfg.access_log_format, atoms)
+            except Exception:  # a log line is never worth the worker
+                self.error("Failed to write an access log line")
