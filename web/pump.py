@@ -6,7 +6,8 @@ the hub's delivery thread appends each accepted event, framed once per event,
 to the stream's buffer, and the pump's thread writes every buffer out with
 non-blocking sends, sends the heartbeats, and notices a client that has gone
 (its socket reads as end-of-file) at once. A client that cannot keep up (its
-buffer passes MAX_BACKLOG) is disconnected; it resumes with Last-Event-ID.
+buffer passes MAX_BACKLOG), or takes nothing for STALLED_FOR, is disconnected;
+it resumes with Last-Event-ID. A stream and its subscriber are `web.pumped`.
 
 Only the gunicorn worker (`web.worker.Worker`) hands streams over; under any
 other server (the test client) a stream keeps its thread and its generator.
@@ -22,10 +23,11 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from projections.hub import Envelope, Subscriber
+from projections.hub import Envelope
+from web.pumped import Stream, StreamSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -44,100 +46,6 @@ HEARTBEAT_CHECK = 1.0
 STALLED_FOR = 60.0
 """Seconds a stream may have bytes waiting that its client takes none of: then it
 is closed (a peer gone without a word, say), and its slot is free again."""
-
-
-class StreamSubscriber(Subscriber):
-    """A hub subscriber that queues like any other until its stream is handed to
-    the pump (`attach`), then writes each accepted envelope to the stream."""
-
-    def __init__(self, accepts: Callable[[Envelope], bool]) -> None:
-        super().__init__(accepts)
-        self._handover = threading.Lock()
-        self.stream: Stream | None = None
-
-    def offer(self, item: Envelope) -> None:
-        stream = self.stream
-        if stream is None:
-            with self._handover:
-                stream = self.stream
-                if stream is None:
-                    super().offer(item)
-                    return
-        if not self.closed and self.accepts(item):
-            stream.send_event(item)
-
-    def offer_many(self, items: Sequence[Envelope]) -> None:
-        stream = self.stream
-        if stream is None:
-            super().offer_many(items)  # queued (under the hand-over lock) until attached
-        elif not self.closed:
-            stream.send_events([item for item in items if self.accepts(item)])
-
-    def close(self) -> None:
-        super().close()
-        stream = self.stream
-        if stream is not None:
-            stream.finish()
-
-    def attach(self, stream: Stream) -> None:
-        """From now on, `stream` gets the envelopes: first those already queued."""
-        with self._handover:
-            while True:
-                try:
-                    item = self.queue.get_nowait()
-                except Exception:  # queue.Empty
-                    break
-                if item is None:
-                    stream.finish()
-                    break
-                stream.send_event(item)
-            self.stream = stream
-        if self.closed:
-            stream.finish()
-
-
-class Stream:
-    """One handed-over event stream: its socket, its buffer, its position."""
-
-    def __init__(self, pump: Pump, sock: socket.socket, *, last: int, chunked: bool,
-                 heartbeat: float, on_close: Callable[[], None]) -> None:
-        self.pump = pump
-        self.sock = sock
-        self.last = last
-        self.chunked = chunked
-        self.heartbeat = heartbeat
-        self.next_beat = time.monotonic() + heartbeat
-        self.on_close = on_close
-        self.out = bytearray()
-        self.ending = False
-        self.closed = False
-        self.writing = False
-        self.stalled_since: float | None = None  # bytes waiting, none taken since
-
-    def send_event(self, item: Envelope) -> None:
-        position = item["position"]
-        if position <= self.last:  # the seam between the replay and the live feed
-            return
-        self.last = position
-        self.pump.write(self, self.pump.frame(item))
-
-    def send_events(self, items: Sequence[Envelope]) -> None:
-        """Several events at once: one write for all of them."""
-        frames = []
-        for item in items:
-            position = item["position"]
-            if position > self.last:
-                self.last = position
-                frames.append(self.pump.frame(item))
-        if frames:
-            self.pump.write(self, b"".join(frames))
-
-    def finish(self) -> None:
-        """End the stream once what is buffered has been written."""
-        self.pump.finish(self)
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
 
 
 class Pump:
