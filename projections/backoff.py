@@ -1,4 +1,5 @@
-"""The one back-off of everything that follows the log or a realtime source."""
+"""The one back-off of everything that follows the log or a realtime source, and of
+the server's followers process."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ back soon after it (an event that fails is retried up to a follower's own limit)
 
 
 class Backoff:
-    """Waits that double from FIRST up to a limit while failures go on, and start
-    again from FIRST after a success."""
+    """Waits that double from a first one (FIRST unless told) up to a limit while
+    failures go on, and start again from the first after a success."""
 
-    def __init__(self, most: float = OUTAGE_BACKOFF) -> None:
+    def __init__(self, most: float = OUTAGE_BACKOFF, *, first: float = FIRST) -> None:
         self.most = most
-        self.wait = FIRST
+        self.first = first
+        self.wait = first
 
     def failed(self, most: float | None = None) -> float:
         """The wait before the next try; the one after it doubles, up to `most`
@@ -26,4 +28,4 @@ class Backoff:
         return wait
 
     def succeeded(self) -> None:
-        self.wait = FIRST
+        self.wait = self.first

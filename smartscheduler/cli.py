@@ -1,23 +1,25 @@
-"""The `smartscheduler` command line."""
+"""The `smartscheduler` command line: its parser, and one handler per command.
+
+`main` parses the arguments and calls the command's handler with the settings
+from the environment. `serve` starts the HTTP server (`smartscheduler.server`);
+`projections run` and `relay` follow the log in this process until stopped
+(`smartscheduler.following`); `projections rebuild` and `status`, `history` and
+`token` do their one thing and exit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from typing import Any
 from uuid import UUID
 
 from application.errors import JobNotFound
-from application.persistence import redacted
 from application.settings import Settings
-from projections.follower import LogFollower
-from smartscheduler.bootstrap import Services, build_services
+from smartscheduler.bootstrap import build_services
+from smartscheduler.following import run_followers
 
 log = logging.getLogger("smartscheduler")
 
@@ -123,79 +125,6 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 2
     return run_followers(settings, views=False, relay=True)
-
-
-def run_followers(settings: Settings, *, views: bool, relay: bool,
-                  parent: int | None = None) -> int:
-    """Follow the log in this process until SIGTERM or SIGINT: the read models
-    (`projections run`), the relay (`relay`), or both (the followers process of an
-    embedded server, `smartscheduler.server`, which passes its `parent`: the
-    followers stop too when that process is gone). Each follower stops after the
-    batch in hand, with its position recorded."""
-    stop = _stop_requested()
-    if parent is not None:
-        # Its server stops it with SIGTERM. A Ctrl-C reaches the whole process group:
-        # taken here as well, the server's SIGTERM would then be a second signal.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    services = build_services(settings, run_projections=views, run_relay=relay)
-    following: list[tuple[LogFollower, str]] = []
-    if services.runner is not None:
-        log.info("Read models: following the log from position %s.",
-                 services.views.position())
-        following.append((services.runner, "Read models"))
-    if services.relay is not None:
-        log.info("Relay: publishing from position %s to %s.", services.relay.position(),
-                 redacted(settings.redis_url or ""))
-        following.append((services.relay, "Relay"))
-    _until_signalled(stop, parent)
-    _stop_following(services, following)
-    return 0
-
-
-def _stop_requested() -> threading.Event:
-    """An event the first SIGTERM or SIGINT sets; a second one ends the process at once.
-
-    Installed before the services are built, so that a stop while they start is a
-    clean stop too.
-    """
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        log.info("Received %s; stopping after the current batch.",
-                 signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
-
-
-def _until_signalled(stop: threading.Event, parent: int | None = None) -> None:
-    """Block until SIGTERM or SIGINT (see `_stop_requested`), or until the process
-    `parent` is no longer this one's parent (it died: nobody would stop this one)."""
-    while not stop.wait(1.0):
-        if parent is not None and os.getppid() != parent:
-            log.warning("The server (pid %s) is gone; stopping.", parent)
-            return
-
-
-def _stop_following(services: Services, following: list[tuple[LogFollower, str]]) -> None:
-    """Stop the followers (each finishes the batch in hand and records its
-    position), read those positions while the store is still open, then close
-    everything."""
-    stopped = []
-    for follower, name in following:
-        follower.stop()
-        try:
-            position: int | str = follower.position()
-        except Exception as error:  # the store is down: the next run reads it again
-            position = f"unknown ({type(error).__name__})"
-        stopped.append((name, position))
-    services.close()
-    for name, position in stopped:
-        log.info("%s: stopped at position %s.", name, position)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

@@ -40,3 +40,13 @@ def test_the_default_limit_is_the_outage_limit():
     waits = [backoff.failed() for _ in range(10)]
 
     assert max(waits) == OUTAGE_BACKOFF
+
+
+def test_a_back_off_may_start_from_its_own_first_wait():
+    backoff = Backoff(30.0, first=1.0)  # the server's followers process
+
+    waits = [backoff.failed() for _ in range(7)]
+    backoff.succeeded()
+
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff.failed() == 1.0

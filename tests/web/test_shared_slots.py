@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from smartscheduler.server import SharedSlots
+from smartscheduler.slots import SharedSlots
 
 
 @pytest.fixture
