@@ -7,36 +7,25 @@ projections.reader, as one more follower beside the read models and the relay:
 the envelopes the relay publishes are made once for both), or Redis pub/sub
 between processes; with Redis, a jump in positions or a quiet spell is filled
 in from the event store, so a dropped pub/sub message delays an event but never
-loses it.
+loses it. Those sources (`StoreFeed`, `RedisFeed`) and `read_log` are
+`projections.hub_feeds`; here are the subscribers and the fan-out.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
-
-from projections.backoff import Backoff
-from projections.envelopes import envelope
-from projections.follower import LogFollower
+from projections.hub_feeds import RedisFeed, StoreFeed, read_log
 from projections.log import EventLog
 from projections.reader import Entry, LogReader
-from projections.relay import CHANNEL_PREFIX
 
-log = logging.getLogger(__name__)
-
-SOURCE_BACKOFF = 10.0
-"""Longest wait between tries of a failing realtime source (Redis pub/sub)."""
+__all__ = ["Envelope", "Hub", "Subscriber", "read_log"]
 
 Envelope = dict[str, Any]
-
 
 class Subscriber:
     """One open stream: a bounded queue of envelopes that pass its filter."""
@@ -76,20 +65,6 @@ class Subscriber:
             self.close()
 
 
-def read_log(app: EventLog, after: int, *, until: int | None = None,
-             page: int = 500) -> Iterator[Envelope]:
-    """Envelopes of the events after `after` (up to `until`), read from the store."""
-    to_event = app.mapper.to_domain_event
-    while True:
-        notifications = app.recorder.select_notifications(
-            start=after, limit=page, stop=until, inclusive_of_start=False)
-        for n in notifications:
-            yield envelope(to_event(n), n.id)
-        if len(notifications) < page:
-            return
-        after = notifications[-1].id
-
-
 class Hub:
     """Distributes envelopes to this process's subscribers."""
 
@@ -103,10 +78,9 @@ class Hub:
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._delivery = threading.Lock()
-        self._stopping = threading.Event()
-        self._source: Any = None
-        self._threads: list[threading.Thread] = []
-        self._feed = None if redis_url else StoreFeed(self, reader=reader)
+        self._feed: StoreFeed | RedisFeed = (
+            RedisFeed(self, redis_url, fill_interval=fill_interval) if redis_url
+            else StoreFeed(self, reader=reader))
 
     # Subscribers ----------------------------------------------------------
 
@@ -131,30 +105,14 @@ class Hub:
         for subscriber in subscribers:
             subscriber.end()
 
-    # Sources --------------------------------------------------------------
+    # Feeds ----------------------------------------------------------------
 
     def start(self) -> Hub:
-        if self._feed is not None:
-            self._feed.start()
-        targets = [self._follow_redis, self._fill_gaps] if self.redis_url else []
-        for target in targets:
-            thread = threading.Thread(target=self._forever, args=(target,), daemon=True,
-                                      name=f"hub-{target.__name__.strip('_')}")
-            thread.start()
-            self._threads.append(thread)
+        self._feed.start()
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._feed is not None:
-            self._feed.stop(5)
-        source = self._source
-        if hasattr(source, "stop"):
-            source.stop()
-        elif source is not None:
-            source.close()
-        for thread in self._threads:
-            thread.join(5)
+        self._feed.stop(5)
         with self._lock:
             for subscriber in self._subscribers:
                 subscriber.close()
@@ -177,21 +135,7 @@ class Hub:
         for subscriber in subscribers:
             subscriber.offer(item)
 
-    def _forever(self, target: Callable[[], None]) -> None:
-        backoff = Backoff(SOURCE_BACKOFF)
-        while not self._stopping.is_set():
-            try:
-                target()
-                backoff.succeeded()
-            except Exception as error:  # keep serving; the store fills any gap
-                if self._stopping.is_set():
-                    return
-                wait = backoff.failed()
-                log.warning("Realtime source %s failed (%s); retrying in %.1fs",
-                            target.__name__, error, wait)
-                self._stopping.wait(wait)
-
-    def _deliver_entries(self, entries: Sequence[Entry]) -> None:
+    def deliver_entries(self, entries: Sequence[Entry]) -> None:
         """Deliver entries of the log (the embedded mode's source)."""
         if not self._subscribers:  # nobody listens: just keep the position
             with self._delivery:
@@ -213,56 +157,3 @@ class Hub:
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             subscriber.offer_many(items)
-
-    def _follow_redis(self) -> None:
-        assert self.redis_url is not None
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=None,
-                                      health_check_interval=10)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._source = pubsub
-        try:
-            # Every event goes to its region's dispatch group: one channel pattern
-            # carries each event exactly once.
-            pubsub.psubscribe(f"{CHANNEL_PREFIX}dispatch/*")
-            self._fill_to_head()
-            while not self._stopping.is_set():
-                message = pubsub.get_message(timeout=1.0)
-                if message and message.get("type") == "pmessage":
-                    self.deliver(json.loads(message["data"]))
-        finally:
-            pubsub.close()
-            client.close()
-
-    def _fill_gaps(self) -> None:
-        """Catch up from the store when Redis is quiet (a dropped message, an outage)."""
-        last_seen, quiet_since = self.position, time.monotonic()
-        while not self._stopping.wait(self.fill_interval / 2):
-            if self.position != last_seen:
-                last_seen, quiet_since = self.position, time.monotonic()
-            elif time.monotonic() - quiet_since >= self.fill_interval:
-                self._fill_to_head()
-                last_seen, quiet_since = self.position, time.monotonic()
-
-    def _fill_to_head(self) -> None:
-        head = self.app.head_position()
-        if head > self.position:
-            for missed in read_log(self.app, self.position, until=head):
-                self.deliver(missed)
-
-
-class StoreFeed(LogFollower):
-    """The hub's source in the embedded mode: a follower of the log that delivers
-    what comes after the hub's position (kept in memory, not recorded)."""
-
-    name = "hub"
-
-    def __init__(self, hub: Hub, *, reader: LogReader | None = None) -> None:
-        super().__init__(hub.app, batch_size=500, max_backoff=10.0, reader=reader)
-        self.hub = hub
-
-    def position(self) -> int:
-        return self.hub.position
-
-    def handle(self, entries: Sequence[Entry]) -> bool:
-        self.hub._deliver_entries(entries)
-        return True
