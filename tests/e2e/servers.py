@@ -1,7 +1,8 @@
 """The real server under test: `smartscheduler serve` (gunicorn) in its own process.
 
-`start_server` starts it on a free port and waits for /healthz; `stop` ends it
-(SIGTERM, then SIGKILL to its process group); `Client` is one HTTP/1.1
+`start_server` starts it on a free port and waits for /healthz, `stop` ends it
+(SIGTERM, then SIGKILL to its process group): both through the launcher the
+benchmarks use too, `smartscheduler.launch`. `Client` is one HTTP/1.1
 connection with a bearer token.
 """
 
@@ -9,12 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +19,14 @@ from typing import Any
 import pytest
 
 from application.settings import Settings
+from smartscheduler.launch import HOST, NotReady, serve, stop
 from web.auth import mint_token
+
+__all__ = ["JWT_SECRET", "STARTUP_TIMEOUT", "Client", "Reply", "Server", "start_server",
+           "stop"]
 
 JWT_SECRET = "e2e-secret-" + "s" * 40
 STARTUP_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 20.0
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -108,35 +106,6 @@ class Server:
         self._clients.clear()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _healthy(host: str, port: int) -> bool:
-    connection = http.client.HTTPConnection(host, port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the group we started: master + workers
-        process.wait(timeout=10)
-
-
 def start_server(database_url: str, workdir: Path, *,
                  env: Mapping[str, str] | None = None, name: str = "server",
                  args: Sequence[str] = ()) -> Server:
@@ -146,28 +115,9 @@ def start_server(database_url: str, workdir: Path, *,
     `name` names the log, `<workdir>/<name>.log`, so servers can share a workdir;
     `args` are more options of `serve` (`--workers 1`, `--threads 4`).
     """
-    host, port = "127.0.0.1", free_port()
-    log_path = workdir / f"{name}.log"
-    base_env = {
-        **os.environ,
-        "SMARTSCHEDULER_DATABASE_URL": database_url,
-        "SMARTSCHEDULER_JWT_SECRET": JWT_SECRET,
-        "PYTHONUNBUFFERED": "1",
-    }
-    base_env.pop("SMARTSCHEDULER_REDIS_URL", None)
-    env = {**base_env, **(env or {})}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "smartscheduler", "serve", "--host", host,
-             "--port", str(port), *args],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    server = Server(host, port, database_url, log_path, process)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not _healthy(host, port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            pytest.fail(f"The server did not come up on {server.base_url} "
-                        f"(exit code {process.returncode}). Its log:\n{server.log()}")
-        time.sleep(0.1)
-    return server
+    try:
+        launched = serve(database_url, JWT_SECRET, workdir / f"{name}.log", settings=env,
+                         args=args, cwd=workdir, timeout=STARTUP_TIMEOUT)
+    except NotReady as error:
+        pytest.fail(str(error))
+    return Server(HOST, launched.port, database_url, launched.log_path, launched.process)
