@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import BENCHES
 from bench.context import Context
-from bench.registry import Row
+from bench.registry import Row, render
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,22 +62,11 @@ def _number(value: float) -> str:
 
 def table(rows: Sequence[Row]) -> str:
     header = ("benchmark", "ours", "baseline", "unit", "ratio", "target", "")
-    lines = [header] + [
+    return render(header, [
         (row.name, _number(row.ours), _number(row.baseline) if row.baseline else "-",
          row.unit, f"{row.ratio:.2f}" if row.baseline else "-", row.target_text,
          row.verdict)
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {1, 2, 4}
-
-    def render(line: Sequence[str]) -> str:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w)
-                 for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths).rstrip()
-    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+        for row in rows], right={1, 2, 4})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

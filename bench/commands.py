@@ -7,46 +7,38 @@ retry-on-conflict loop, and our recorder's wake-up of subscribers.
 
 Baseline, in its own store of the same size: the same events through the
 stock library, `repository.get(id)` + `job.cancel(...)` + `app.save(job)`.
+
+Also what the PostgreSQL benchmarks cancel with: `open_app` and `Probe`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
 
-from bench.context import ACTOR, Context
-from bench.registry import Row, Timing, register
+from application.persistence import eventsourcing_env
+from application.settings import Settings
+from bench.context import ACTOR, BaselineApplication, Context
+from bench.registry import Row, Timing, in_turns, register, timed
 from domain.job import Job, ReasonCode, Request
+from smartscheduler.bootstrap import build_dispatch
 
 TARGET = 0.7
-T = TypeVar("T")
 REASON = "Customer called to cancel"
 
 
-def timed(function: Callable[[], int]) -> tuple[float, float]:
-    """Run `function`; its items per second of wall-clock time and of CPU time.
-
-    The CPU rate leaves out waiting for the disk (each command's commit is
-    synced), so it shows what our layer adds more steadily than the wall clock.
-    """
-    wall, cpu = time.perf_counter(), time.process_time()
-    items = function()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return (items / wall if wall else 0.0), (items / cpu if cpu else 0.0)
-
-
-def _requests(count: int, label: str) -> list[Request]:
+def requests(count: int, label: str) -> list[Request]:
     return [Request(ACTOR, request_id=f"bench-{label}-{i}") for i in range(count)]
 
 
 def cancel_jobs(app: Any, job_ids: Sequence[UUID], label: str = "ours") -> int:
     """Ours: `Dispatch.cancel_job` on each job in turn; how many it cancelled."""
     cancel_job = app.cancel_job
-    for job_id, request in zip(job_ids, _requests(len(job_ids), label), strict=True):
+    for job_id, request in zip(job_ids, requests(len(job_ids), label), strict=True):
         cancel_job(request, job_id, reason=REASON,
                    reason_code=ReasonCode.CUSTOMER_REQUEST)
     return len(job_ids)
@@ -56,17 +48,53 @@ def cancel_jobs_stock(app: Application[UUID], job_ids: Sequence[UUID],
                       label: str = "base") -> int:
     """Baseline: the library alone, `repository.get` + `job.cancel` + `save`."""
     get, save = app.repository.get, app.save
-    for job_id, request in zip(job_ids, _requests(len(job_ids), label), strict=True):
+    for job_id, request in zip(job_ids, requests(len(job_ids), label), strict=True):
         job: Job = get(job_id)
         job.cancel(request=request, reason=REASON, reason_code=ReasonCode.CUSTOMER_REQUEST)
         save(job)
     return len(job_ids)
 
 
-def in_turns(run: int, pair: Sequence[T]) -> Sequence[T]:
-    """`pair` as given on odd runs and reversed on even ones, so each side goes
-    first in turn: a burst of synced commits slows the disk for the next one."""
-    return pair if run % 2 else pair[::-1]
+def open_app(side: str, database_url: str) -> Any:
+    """Ours ("ours") as the service builds it, or the library's Application on its
+    stock persistence for the same database."""
+    if side == "ours":
+        return build_dispatch(Settings(database_url=database_url))
+    env = eventsourcing_env(database_url)  # eventsourcing.postgres, nothing of ours
+    env.pop("APPLICATION_RECORDER_TOPIC", None)
+    return BaselineApplication(env=env)
+
+
+class Probe:
+    """Times every load of a job (Dispatch's `_load`, which reads a short stream
+    without the repository; the library's `repository.get`) and every
+    `recorder.insert_events` (the write) of an application."""
+
+    def __init__(self, app: Any) -> None:
+        self.load: list[float] = []
+        self.write: list[float] = []
+        if hasattr(app, "_load"):
+            app._load = self._timed(app._load, self.load)
+        else:
+            app.repository.get = self._timed(app.repository.get, self.load)
+        app.recorder.insert_events = self._timed(app.recorder.insert_events, self.write)
+
+    @staticmethod
+    def _timed(function: Callable[..., Any], into: list[float]) -> Callable[..., Any]:
+        clock = time.perf_counter
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                into.append(clock() - began)
+
+        return timed
+
+    def clear(self) -> None:
+        self.load.clear()
+        self.write.clear()
 
 
 def cancel_ours(ctx: Context, job_ids: list[UUID]) -> int:
@@ -88,7 +116,8 @@ def commands(ctx: Context) -> list[Row]:
 
     cancel_ours(ctx, ours.take_live_jobs(warmup))
     cancel_baseline(ctx, baseline.take_live_jobs(warmup))
-    ours_runs, baseline_runs = [], []
+    ours_runs: list[tuple[float, float]] = []
+    baseline_runs: list[tuple[float, float]] = []
     for run in range(1, repeat + 1):
         # Interleaved, so drift (page cache, neighbours) hits both alike, and in
         # turns first: a burst of synced commits slows the disk for the next one.

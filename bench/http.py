@@ -20,34 +20,24 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import secrets
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 from uuid import UUID
 
-from application.settings import Settings
 from bench.context import Context
-from bench.registry import Row, Timing, register
-from web.auth import mint_token
+from bench.registry import Row, Timing, percentile, register, render
+from bench.services import CANCEL, call, connect, serve, token
+from smartscheduler.launch import HOST, Launched
 
 TARGET = 0.5
 CONNECTIONS = 16
-HOST = "127.0.0.1"
-STARTUP_TIMEOUT = 60.0
 CATCH_UP_TIMEOUT = 900.0
-BODY = json.dumps({"reason": "Customer called to cancel",
-                   "reasonCode": "CustomerRequest"}).encode()
+BODY = json.dumps(CANCEL).encode()
 
 # One request: (method, path, body, headers); the answer's status must be `expected`.
 Call = tuple[str, str, bytes | None, dict[str, str]]
@@ -68,75 +58,24 @@ class Run:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-class ServerProcess:
-    """`python -m smartscheduler serve` on a free port, its output in a log file."""
-
-    def __init__(self, database_url: str, workdir: Path) -> None:
-        self.secret = secrets.token_urlsafe(32)
-        with socket.socket() as probe:
-            probe.bind((HOST, 0))
-            self.port = int(probe.getsockname()[1])
-        self.log_path = workdir / "http-server.log"
-        env = {**os.environ, "SMARTSCHEDULER_DATABASE_URL": database_url,
-               "SMARTSCHEDULER_JWT_SECRET": self.secret}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "smartscheduler", "serve", "--host", HOST,
-                 "--port", str(self.port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def token(self) -> str:
-        return mint_token(Settings(jwt_secret=self.secret), roles=["Dispatcher"],
-                          sub="bench-http", ttl=24 * 3600)
-
-    def get_json(self, path: str) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=10)
+def wait_for_read_models(port: int, say: Callable[[str], None]) -> None:
+    """Until the server's embedded read models have caught up with the seeded log."""
+    deadline, shown = time.monotonic() + CATCH_UP_TIMEOUT, 0.0
+    while True:
+        connection = connect(port, timeout=10)
         try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            return response.status, json.loads(response.read() or b"null")
+            status, body = call(connection, "GET", "/readyz")
         finally:
             connection.close()
-
-    def wait_until_up(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                if self.get_json("/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"The server did not start; its log:\n{self.log()}")
-            time.sleep(0.1)
-
-    def wait_for_read_models(self, say: Callable[[str], None]) -> None:
-        """Until the embedded read models have caught up with the seeded log."""
-        deadline, shown = time.monotonic() + CATCH_UP_TIMEOUT, 0.0
-        while True:
-            status, body = self.get_json("/readyz")
-            lag = ((body or {}).get("checks", {}).get("readModels") or {}).get("lag")
-            if status == 200 and not lag:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"The read models did not catch up (lag {lag})")
-            if time.monotonic() - shown > 10:
-                say(f"  waiting for the server's read models to catch up (lag {lag})")
-                shown = time.monotonic()
-            time.sleep(0.5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
+        lag = ((body or {}).get("checks", {}).get("readModels") or {}).get("lag")
+        if status == 200 and not lag:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the group this run started
-            self.process.wait(timeout=10)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"The read models did not catch up (lag {lag})")
+        if time.monotonic() - shown > 10:
+            say(f"  waiting for the server's read models to catch up (lag {lag})")
+            shown = time.monotonic()
+        time.sleep(0.5)
 
 
 def load(port: int, calls: Sequence[Call], expected: int) -> Run:
@@ -203,27 +142,11 @@ def healthz(count: int) -> list[Call]:
     return [("GET", "/healthz", None, {})] * count
 
 
-def percentile(latencies: Sequence[float], fraction: float) -> float:
-    """The latency below which `fraction` of the requests finished, in milliseconds."""
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+def ms(latencies: Sequence[float], fraction: float) -> float:
+    return percentile(latencies, fraction) * 1000
 
 
-def table(rows: Sequence[tuple[str, int, float, float, float, str]]) -> str:
-    header = ("endpoint", "requests", "req/s", "p50 ms", "p99 ms", "ratio")
-    lines = [header] + [(name, f"{requests:,}", f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}",
-                         ratio) for name, requests, rate, p50, p99, ratio in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-
-    def render(line: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                         for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
-
-    return "\n".join([render(lines[0]), "  ".join("-" * w for w in widths),
-                      *(render(line) for line in lines[1:])])
-
-
-def checked(run: Run, what: str, server: ServerProcess) -> Run:
+def checked(run: Run, what: str, server: Launched) -> Run:
     if run.unexpected or run.first_error:
         raise RuntimeError(f"{what}: unexpected answers {dict(run.unexpected)}; first: "
                            f"{run.first_error}\nserver log (tail):\n{server.log()[-3000:]}")
@@ -238,28 +161,25 @@ def http_cancel(ctx: Context) -> list[Row]:
     ctx.say(f"http: {ops:,} requests per run over {CONNECTIONS} keep-alive connections, "
             f"best of {repeat}, after {warmup} warm-up requests each; the store holds "
             f"{store.head():,} events")
-    server = ServerProcess(ctx.database_url, ctx.workdir)
-    try:
-        server.wait_until_up()
-        server.wait_for_read_models(ctx.say)
-        token = server.token()
-        checked(load(server.port, cancels(store.take_live_jobs(warmup), token), 200),
+    with ExitStack() as stack:
+        server = serve(stack, ctx.workdir, "http-server", ctx.database_url)
+        wait_for_read_models(server.port, ctx.say)
+        bearer = token("bench-http")
+        checked(load(server.port, cancels(store.take_live_jobs(warmup), bearer), 200),
                 "warm-up cancels", server)
         checked(load(server.port, healthz(warmup), 200), "warm-up /healthz", server)
         cancel_runs, health_runs, read_runs = [], [], []
         for run in range(1, repeat + 1):
             jobs = store.take_live_jobs(ops)
-            cancel_runs.append(checked(load(server.port, cancels(jobs, token), 200),
+            cancel_runs.append(checked(load(server.port, cancels(jobs, bearer), 200),
                                        "cancels", server))
             health_runs.append(checked(load(server.port, healthz(ops), 200),
                                        "/healthz", server))
-            read_runs.append(checked(load(server.port, reads(jobs, token), 200),
+            read_runs.append(checked(load(server.port, reads(jobs, bearer), 200),
                                      "job reads", server))
             ctx.say(f"  run {run}: cancel {cancel_runs[-1].rate:,.0f} req/s, "
                     f"/healthz {health_runs[-1].rate:,.0f} req/s, "
                     f"job read {read_runs[-1].rate:,.0f} req/s")
-    finally:
-        server.stop()
 
     cancel_t = Timing(tuple(run.rate for run in cancel_runs))
     health_t = Timing(tuple(run.rate for run in health_runs))
@@ -271,18 +191,17 @@ def http_cancel(ctx: Context) -> list[Row]:
     ctx.say(f"  cancel:   {cancel_t.describe('req/s')}")
     ctx.say(f"  /healthz: {health_t.describe('req/s')}")
     ctx.say("")
-    ctx.say(table([
-        ("POST /api/jobs/{id}/cancel", len(cancel_lat), cancel_t.best,
-         percentile(cancel_lat, 0.5), percentile(cancel_lat, 0.99), f"{ratio:.2f}"),
-        ("GET /healthz", len(health_lat), health_t.best,
-         percentile(health_lat, 0.5), percentile(health_lat, 0.99), "1.00"),
-        ("GET /api/jobs/{id} (info)", len(read_lat), read_t.best,
-         percentile(read_lat, 0.5), percentile(read_lat, 0.99),
-         f"{read_t.best / health_t.best:.2f}" if health_t.best else "-"),
-    ]))
+    lines = [("POST /api/jobs/{id}/cancel", cancel_lat, cancel_t.best, f"{ratio:.2f}"),
+             ("GET /healthz", health_lat, health_t.best, "1.00"),
+             ("GET /api/jobs/{id} (info)", read_lat, read_t.best,
+              f"{read_t.best / health_t.best:.2f}" if health_t.best else "-")]
+    ctx.say(render(("endpoint", "requests", "req/s", "p50 ms", "p99 ms", "ratio"),
+                   [(name, f"{len(lat):,}", f"{rate:,.0f}", f"{ms(lat, 0.5):.2f}",
+                     f"{ms(lat, 0.99):.2f}", text) for name, lat, rate, text in lines],
+                   right=range(1, 6)))
     ctx.say(f"  (req/s: best of {repeat} runs; latencies over all {repeat} timed runs; "
             f"mean cancel {statistics.fmean(cancel_lat) * 1000:.2f} ms)")
     return [Row("http: cancel vs /healthz", cancel_t.best, health_t.best, "req/s", TARGET,
                 note=f"{CONNECTIONS} keep-alive connections to `smartscheduler serve`; "
-                     f"cancel p50 {percentile(cancel_lat, 0.5):.1f} ms, "
-                     f"p99 {percentile(cancel_lat, 0.99):.1f} ms")]
+                     f"cancel p50 {ms(cancel_lat, 0.5):.1f} ms, "
+                     f"p99 {ms(cancel_lat, 0.99):.1f} ms")]

@@ -43,14 +43,15 @@ def read_log(app: Any, decode: Callable[[Any], Any] | None = None) -> int:
 
 @register("rebuild", "rebuild of the read models (events/s) against a raw read of the log")
 def rebuild(ctx: Context) -> list[Row]:
-    app, views, repeat = ctx.ours().app, ctx.views(), ctx.args.repeat
+    app: Any = ctx.ours().app
+    views, repeat = ctx.views(), ctx.args.repeat
     ctx.say(f"rebuild: the whole log of {ctx.ours().head():,} events, best of {repeat}")
     read_log(app)  # warm the page cache for all three
     raw, decoded, rebuilt = [], [], []
     counts: set[int] = set()
     for run in range(1, repeat + 1):
-        raw.append(timed(lambda: read_log(app)))
-        decoded.append(timed(lambda: read_log(app, app.mapper.to_domain_event)))
+        raw.append(timed(lambda: read_log(app))[0])
+        decoded.append(timed(lambda: read_log(app, app.mapper.to_domain_event))[0])
         result = rebuild_views(app, views)  # as shipped: its default batch size
         counts.add(result.events)
         rebuilt.append(result.rate)
