@@ -27,6 +27,22 @@ MAX_BATCH = 128
 """Commands appended together at most."""
 
 
+@dataclass
+class AppendCount:
+    """How many append transactions there were, holding how many events."""
+
+    appends: int = 0
+    events: int = 0
+
+    def add(self, events: int) -> None:  # called by one group-commit leader at a time
+        self.appends += 1
+        self.events += events
+
+    @property
+    def events_per_append(self) -> float:
+        return self.events / self.appends if self.appends else 0.0
+
+
 @dataclass(eq=False)
 class _Slot:
     aggregate: Any

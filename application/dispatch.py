@@ -11,22 +11,19 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import (
-    JSONTranscoder,
-    RecordConflictError,
-    Recording,
-    Transcoding,
-)
+from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Recording
 
-from application.commit import GroupCommit
+from application.commit import AppendCount, GroupCommit
 from application.errors import (
     ConcurrencyConflict,
     JobNotFound,
     PreconditionFailed,
     VersionNotFound,
 )
-from domain.catalog import event_data, event_type, format_time
-from domain.job import Actor, Assignment, Job, ReasonCode, Request
+from application.transcodings import AssignmentAsDict
+from domain.catalog import audit_record
+from domain.job import Job
+from domain.values import Actor, Request
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smartscheduler:idempotency")
 
@@ -42,33 +39,6 @@ class Outcome:
     job: Job
     position: int | None
     replayed: bool = False
-
-
-@dataclass
-class AppendCount:
-    """How many append transactions there were, holding how many events."""
-
-    appends: int = 0
-    events: int = 0
-
-    def add(self, events: int) -> None:  # called by one group-commit leader at a time
-        self.appends += 1
-        self.events += events
-
-    @property
-    def events_per_append(self) -> float:
-        return self.events / self.appends if self.appends else 0.0
-
-
-class AssignmentAsDict(Transcoding):
-    type = Assignment
-    name = "smartscheduler.Assignment"
-
-    def encode(self, obj: Assignment) -> dict[str, Any]:
-        return dict(vars(obj))
-
-    def decode(self, data: dict[str, Any]) -> Assignment:
-        return Assignment(**data)
 
 
 class Dispatch(Application[UUID]):
@@ -90,22 +60,18 @@ class Dispatch(Application[UUID]):
     # Commands --------------------------------------------------------------
 
     def create_job(self, request: Request, **fields: Any) -> Outcome:
-        """Create a job; a retried create with the same idempotency key returns it."""
-        request.actor.require_staff()
-        job_id = None
-        if request.idempotency_key:
-            # Scoped to the caller, as the same key from two users means two requests.
-            job_id = uuid5(IDEMPOTENCY_NAMESPACE,
-                           f"create:{request.actor.sub}:{request.idempotency_key}")
-            replay = self._replay_of_create(job_id, request)
-            if replay:
-                return replay
-        job = Job.create(request=request, id=job_id, **fields)
+        """Create a job; a retried create with the same idempotency key returns it
+        (the job's id comes from the key, scoped to the caller: the same key from
+        two users means two requests)."""
+        key = request.idempotency_key
+        job_id = uuid5(IDEMPOTENCY_NAMESPACE, f"create:{request.actor.sub}:{key}") if key else None
+        if job_id and (replay := self._replay_of_create(job_id, request)):
+            return replay
+        job = Job.create(request=request, id=job_id, **fields)  # refuses a non-staff actor
         try:
             recordings = self._group_commit.save(job)
         except RecordConflictError:
-            replay = self._replay_of_create(job.id, request)
-            if replay:
+            if replay := self._replay_of_create(job.id, request):
                 return replay
             raise ConcurrencyConflict("The job was created concurrently.") from None
         return Outcome(job, recordings[-1].notification.id)
@@ -114,7 +80,6 @@ class Dispatch(Application[UUID]):
                start_utc: datetime, end_utc: datetime,
                expected_version: int | None = None) -> Outcome:
         """Add a Pending assignment of a contractor to the job."""
-        request.actor.require_staff()
         assignment_id = None
         if request.idempotency_key:
             assignment_id = uuid5(job_id, f"assign:{request.idempotency_key}")
@@ -127,13 +92,13 @@ class Dispatch(Application[UUID]):
         """Confirm a Pending assignment (its contractor, a Dispatcher or an Admin)."""
         return self._execute(job_id, request, expected_version,
                              lambda job: job.confirm_assignment(
-                                 request=request, assignment_id=assignment_id))
+                                 request=request, assignment_id=assignment_id),
+                             staff_only=False)
 
     def cancel_assignment(self, request: Request, job_id: UUID, assignment_id: UUID,
                           reason: str | None = None,
                           expected_version: int | None = None) -> Outcome:
         """Cancel one Pending or Confirmed assignment (unassign)."""
-        request.actor.require_staff()
         return self._execute(job_id, request, expected_version,
                              lambda job: job.cancel_assignment(
                                  request=request, assignment_id=assignment_id,
@@ -142,24 +107,21 @@ class Dispatch(Application[UUID]):
     def start_job(self, request: Request, job_id: UUID,
                   expected_version: int | None = None) -> Outcome:
         """Start an Assigned job: its Pending and Confirmed assignments go InProgress."""
-        request.actor.require_staff()
         return self._execute(job_id, request, expected_version,
                              lambda job: job.start(request=request))
 
     def complete_job(self, request: Request, job_id: UUID,
                      expected_version: int | None = None) -> Outcome:
         """Complete an InProgress job and its InProgress assignments."""
-        request.actor.require_staff()
         return self._execute(job_id, request, expected_version,
                              lambda job: job.complete(request=request))
 
-    def cancel_job(self, request: Request, job_id: UUID, *, reason: str | None = None,
-                   reason_code: str = ReasonCode.OTHER,
-                   expected_version: int | None = None) -> Outcome:
-        """Cancel the job and every live assignment in one atomic append."""
-        request.actor.require_staff()
-        return self._execute(job_id, request, expected_version, lambda job: job.cancel(
-            request=request, reason=reason, reason_code=reason_code))
+    def cancel_job(self, request: Request, job_id: UUID, *,
+                   expected_version: int | None = None, **reasons: Any) -> Outcome:
+        """Cancel the job and every live assignment in one atomic append
+        (`reasons`: Job.cancel's `reason` and `reason_code`)."""
+        return self._execute(job_id, request, expected_version,
+                             lambda job: job.cancel(request=request, **reasons))
 
     # Queries ---------------------------------------------------------------
 
@@ -230,8 +192,14 @@ class Dispatch(Application[UUID]):
         return Outcome(job, None, replayed=True) if job.replays(request) else None
 
     def _execute(self, job_id: UUID, request: Request, expected_version: int | None,
-                 command: Callable[[Job], Any]) -> Outcome:
-        """Load, check, act, save; on a conflicting save, reload and run again."""
+                 command: Callable[[Job], Any], *, staff_only: bool = True) -> Outcome:
+        """Load, check, act, save; on a conflicting save, reload and run again.
+
+        The job's command enforces the staff rule; a staff-only command is also
+        refused before the job is read (Forbidden rather than NotFound, no read).
+        """
+        if staff_only:
+            request.actor.require_staff()
         for attempt in range(self.max_attempts):
             job = self._load(job_id)
             if not job.is_visible_to(request.actor):
@@ -257,15 +225,3 @@ def _replay(events: Iterable[Any]) -> Any:
     for event in events:
         job = event.mutate(job)
     return job
-
-
-def audit_record(event: Any) -> dict[str, Any]:
-    request = event.request
-    return {
-        "version": event.originator_version,
-        "type": event_type(event),
-        "occurredAt": format_time(event.timestamp),
-        "actor": request.get("actor"),
-        "requestId": request.get("requestId"),
-        "data": event_data(event),
-    }

@@ -1,8 +1,8 @@
 """The event catalog: stable type names and the JSON data of every Job event.
 
-The audit trail and the published envelope both describe an event with
-`event_type` and `event_data`, so what integrations receive is what auditors
-read.
+The audit trail (`audit_record`) and the published envelope both describe an
+event with `event_type` and `event_data`, so what integrations receive is what
+auditors read.
 """
 
 from __future__ import annotations
@@ -77,6 +77,19 @@ def event_data(event: Any) -> dict[str, Any]:
     if isinstance(event, Job.Cancelled):
         data["cancelledAt"] = format_time(event.timestamp)
     return data
+
+
+def audit_record(event: Any) -> dict[str, Any]:
+    """One entry of a job's audit trail: the event, who asked, and its data."""
+    request = event.request
+    return {
+        "version": event.originator_version,
+        "type": event_type(event),
+        "occurredAt": format_time(event.timestamp),
+        "actor": request.get("actor"),
+        "requestId": request.get("requestId"),
+        "data": event_data(event),
+    }
 
 
 def job_document(job: Job) -> dict[str, Any]:

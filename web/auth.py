@@ -10,7 +10,7 @@ from typing import Any, cast
 import jwt
 
 from application.settings import Settings
-from domain.job import Actor, Role
+from domain.values import Actor, Role
 from web.problems import Problem
 
 VERIFIED_CACHE_SIZE = 4096

@@ -25,7 +25,7 @@ from domain.errors import (
     JobCompleted,
     JobNotAssignable,
 )
-from domain.job import Actor, AssignmentStatus, JobStatus
+from domain.values import Actor, AssignmentStatus, JobStatus
 from smartscheduler.bootstrap import build_dispatch
 from tests.factories import admin, contractor, dispatcher, job_fields, request, slot
 
@@ -104,6 +104,13 @@ def test_create_job_refuses_invalid_data_and_saves_nothing(app):
 def test_create_job_by_a_contractor_is_forbidden(app):
     with pytest.raises(Forbidden):
         app.create_job(request(contractor()), **job_fields())
+
+    assert app.head_position() == 0
+
+
+def test_create_job_by_a_contractor_with_an_idempotency_key_is_forbidden(app):
+    with pytest.raises(Forbidden):
+        app.create_job(request(contractor(), key="k-1", fingerprint="fp"), **job_fields())
 
     assert app.head_position() == 0
 

@@ -25,7 +25,8 @@ from domain.errors import (
     JobCompleted,
     JobNotAssignable,
 )
-from domain.job import Actor, AssignmentStatus, Job, JobStatus, ReasonCode, Request
+from domain.job import Job
+from domain.values import Actor, AssignmentStatus, JobStatus, ReasonCode, Request
 from tests.factories import (
     NOW,
     admin,

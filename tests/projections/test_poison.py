@@ -17,7 +17,7 @@ from uuid import uuid4
 import pytest
 from eventsourcing import utils
 
-from application.dispatch import audit_record
+from domain.catalog import audit_record
 from domain.job import Job
 from projections.envelopes import envelope
 from projections.runner import rebuild

@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from domain.job import EARLIEST, LATEST, ReasonCode
+from domain.values import EARLIEST, LATEST, ReasonCode
 from web.schemas import (
     JOB_STATUSES,
     PRIORITIES,
