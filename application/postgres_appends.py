@@ -36,7 +36,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.postgres_bounded import retry_fast_failures
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("application.postgres")  # the recorder's, as before the split
 
 APPEND_LOCK_CLASS = 0x5353_4348  # "SSCH"
 """First half of the append lock's advisory-lock key; the second names the table."""
