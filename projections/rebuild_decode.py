@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
-from domain.job import AssignmentStatus, JobStatus
+from domain.values import AssignmentStatus, JobStatus
 from projections import assignments, jobs
 from projections.log import EventLog
 from projections.rebuild_fields import (
