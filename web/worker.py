@@ -21,6 +21,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.http.errors import LimitRequestHeaders
 
+from projections.backoff import Backoff
 from projections.hub import Hub
 from web.access_log import AccessLogInThread
 from web.events.resources import encode_event
@@ -32,7 +33,7 @@ STREAM_SWEEP = 0.05
 """Seconds between sweeps that end event streams opened while the worker stops."""
 
 BOOT_RETRY, BOOT_RETRY_MAX = 0.5, 5.0
-"""Seconds between a booting worker's tries to reach the store (doubling)."""
+"""Seconds between a booting worker's tries to reach the store (doubling, `Backoff`)."""
 
 
 class Worker(ReadAheadWorker):
@@ -105,7 +106,7 @@ class Worker(ReadAheadWorker):
         """Build the app; while the store is down, wait for it rather than fail the
         boot: gunicorn stops the whole server when a worker fails to boot, and the
         other workers answer 503 meanwhile."""
-        delay = BOOT_RETRY
+        backoff = Backoff(BOOT_RETRY_MAX, first=BOOT_RETRY)
         while True:
             try:
                 super().load_wsgi()
@@ -118,8 +119,7 @@ class Worker(ReadAheadWorker):
                 self.log.warning("The store is unavailable (%s); this worker boots once "
                                  "it answers.", error)
                 self.notify()
-                time.sleep(delay)
-                delay = min(delay * 2, BOOT_RETRY_MAX)
+                time.sleep(backoff.failed())
 
     def run(self) -> None:
         try:
