@@ -89,7 +89,7 @@ class TokenVerifier:
             if self._jwks is not None:
                 # The key's own algorithm, not the token's header, decides how the
                 # signature is checked: an RS256 header naming an EC key is a 401.
-                key: Any = self._jwks.get_signing_key_from_jwt(token)
+                key: Any = self._jwks_key(token)
                 algorithms = [a for a in JWKS_ALGORITHMS if a == key.algorithm_name]
             else:
                 key, algorithms = self.settings.signing_secret, HS_ALGORITHMS
@@ -106,6 +106,17 @@ class TokenVerifier:
         if audience and not _for_audience(claims, audience):
             raise unauthorized("The token is not meant for this service (audience).")
         return claims
+
+    def _jwks_key(self, token: str) -> Any:
+        """The JWKS key named by the token's `kid`; a token without one (some
+        OpenID providers leave it out) takes the JWKS's only signing key."""
+        assert self._jwks is not None
+        if jwt.get_unverified_header(token).get("kid") is None:
+            keys = [key for key in self._jwks.get_jwk_set().keys
+                    if key.public_key_use in ("sig", None)]
+            if len(keys) == 1:
+                return keys[0]
+        return self._jwks.get_signing_key_from_jwt(token)
 
 
 def _for_audience(claims: dict[str, Any], audience: str) -> bool:

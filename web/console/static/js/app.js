@@ -54,8 +54,9 @@ function startSession(token) {
     token,
     onEvent: (event) => { if (page && page.onEvent) page.onEvent(event); },
     onState: setLiveState,
-    onUnauthorized: () => signOut({ title: "Signed out",
-      detail: "The event stream refused the token. Sign in again." }),
+    onUnauthorized: (problem) => signOut({ title: "Signed out",
+      detail: `The event stream refused the token (${problem.detail || "unauthorized"}). `
+        + "Sign in again." }),
   });
   setLiveState("connecting");
   live.start();

@@ -2,7 +2,8 @@
 
 import { api, newKey } from "./api.js";
 import {
-  clearAlerts, closeDialog, fromLocalInput, h, liveAssignments, openDialog, showError,
+  clearAlerts, closeDialog, fromLocalInput, h, liveAssignments, mountDialog, openDialog,
+  showError,
   statusBadge, toLocalInput, windowText,
 } from "./ui.js";
 
@@ -193,9 +194,8 @@ function defaultWindow() {
 }
 
 function openNewJob(ctx) {
-  const dialog = document.getElementById("new-job-dialog");
+  const dialog = mountDialog("new-job-dialog");
   const form = document.getElementById("new-job-form");
-  form.reset();
   const [start, end] = defaultWindow();
   form.elements.windowStart.value = toLocalInput(start);
   form.elements.windowEnd.value = toLocalInput(end);

@@ -3,7 +3,8 @@
 
 import { api, newKey } from "./api.js";
 import {
-  clearAlerts, closeDialog, fromLocalInput, h, liveAssignments, openDialog, showError,
+  clearAlerts, closeDialog, fromLocalInput, h, liveAssignments, mountDialog, openDialog,
+  showError,
   showProblem, statusBadge, toLocalInput, when, windowText,
 } from "./ui.js";
 
@@ -18,7 +19,7 @@ export function renderJob(ctx, jobId, versionParam) {
   let disposed = false;
   let refreshTimer = null;
   const pastVersion = versionParam && /^\d+$/.test(versionParam) ? Number(versionParam) : null;
-  const cancelDialog = document.getElementById("cancel-dialog");
+  const cancelDialog = () => document.getElementById("cancel-dialog");
   const cancelState = { key: null, version: null, busy: false };
 
   ctx.main.replaceChildren(h("p", { class: "loading" }, "Loading job…"));
@@ -48,6 +49,8 @@ export function renderJob(ctx, jobId, versionParam) {
 
   function render() {
     const focusedId = document.activeElement && document.activeElement.id;
+    const focusInMain = ctx.main.contains(document.activeElement)
+      && document.activeElement !== ctx.main;
     document.title = `${job.type} · SmartScheduler`;
     const view = shown;
     const past = isPast();
@@ -162,9 +165,12 @@ export function renderJob(ctx, jobId, versionParam) {
             h("h2", { id: "details-title" }, "Details"), details),
           cancellation, assignments),
         history)].filter(Boolean));
-    if (focusedId && !document.querySelector("dialog[open]")) {
-      const again = document.getElementById(focusedId);
-      if (again && !again.disabled) again.focus();
+    if (focusInMain && !document.querySelector("dialog[open]")) {
+      // Focus stays where it was, or, when that is gone or disabled, on the heading.
+      const again = focusedId && document.getElementById(focusedId);
+      const target = again && !again.disabled ? again : document.getElementById("job-title");
+      if (target.id === "job-title") target.setAttribute("tabindex", "-1");
+      target.focus();
     }
   }
 
@@ -206,7 +212,8 @@ export function renderJob(ctx, jobId, versionParam) {
   // ---- cancel ----
 
   function updateCancelDialog() {
-    if (!cancelDialog.open || !job) return;
+    const dialog = cancelDialog();
+    if (!dialog || !dialog.open || !job) return;
     const count = liveAssignments(job).length;
     document.getElementById("cancel-subject").textContent =
       `${job.type} · ${job.region} · ${windowText(job.serviceWindow.start, job.serviceWindow.end)}`;
@@ -217,8 +224,8 @@ export function renderJob(ctx, jobId, versionParam) {
   }
 
   function openCancel() {
+    const dialog = mountDialog("cancel-dialog");
     const form = document.getElementById("cancel-form");
-    form.reset();
     const reason = form.elements.reason;
     const counter = document.getElementById("cancel-count");
     const count = () => { counter.textContent = `${reason.value.length} / 500 characters`; };
@@ -242,7 +249,7 @@ export function renderJob(ctx, jobId, versionParam) {
         job = cancelled;
         shown = cancelled;
         clearAlerts();
-        closeDialog(cancelDialog);
+        closeDialog(dialog);
         render();
         await refreshHistory();
       } catch (error) {
@@ -260,18 +267,15 @@ export function renderJob(ctx, jobId, versionParam) {
         confirm.removeAttribute("aria-busy");
       }
     };
-    openDialog(cancelDialog, form.elements.reasonCode);
+    openDialog(dialog, form.elements.reasonCode);
     updateCancelDialog();
   }
 
   // ---- assign ----
 
   function openAssign() {
-    const dialog = document.getElementById("assign-dialog");
+    const dialog = mountDialog("assign-dialog");
     const form = document.getElementById("assign-form");
-    const keep = form.elements.contractorId.defaultValue;
-    form.reset();
-    form.elements.contractorId.value = keep;
     form.elements.startUtc.value = toLocalInput(job.serviceWindow.start);
     form.elements.endUtc.value = toLocalInput(job.serviceWindow.end);
     const known = new Set((job.assignments || []).map((a) => a.contractorId));
@@ -352,9 +356,9 @@ export function renderJob(ctx, jobId, versionParam) {
     dispose() {
       disposed = true;
       clearTimeout(refreshTimer);
-      if (cancelDialog.open) closeDialog(cancelDialog);
-      const assign = document.getElementById("assign-dialog");
-      if (assign.open) closeDialog(assign);
+      closeDialog(cancelDialog());
+      closeDialog(document.getElementById("assign-dialog"));
+      closeDialog(document.getElementById("new-job-dialog"));
     },
   };
 }

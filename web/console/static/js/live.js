@@ -54,7 +54,8 @@ export class LiveStream {
                                                     cache: "no-store" });
       if (response.status === 401) {
         this.stopped = true;
-        this.onUnauthorized();
+        const problem = await response.json().catch(() => ({}));
+        this.onUnauthorized(problem);
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);

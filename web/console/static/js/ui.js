@@ -120,22 +120,35 @@ export function notice(text) {
 
 const openers = new WeakMap();
 
+/**
+ * A dialog made from its <template> and put in the page, not yet shown: a
+ * dialog exists in the page only while it is open, so its fields never stand
+ * beside the page's own (a "Region" filter and the new job's "Region").
+ */
+export function mountDialog(id) {
+  const old = document.getElementById(id);
+  if (old) old.remove();
+  const template = document.getElementById(`${id}-template`);
+  const dialog = template.content.firstElementChild.cloneNode(true);
+  document.body.append(dialog);
+  for (const button of dialog.querySelectorAll("[data-close]")) {
+    button.addEventListener("click", () => closeDialog(dialog));
+  }
+  dialog.addEventListener("close", () => {
+    restoreFocus(dialog);
+    dialog.remove();
+  });
+  return dialog;
+}
+
 export function openDialog(dialog, focusTarget) {
   openers.set(dialog, document.activeElement);
-  for (const node of dialog.querySelectorAll(".alert")) node.remove();
-  if (!dialog.dataset.wired) {
-    dialog.dataset.wired = "1";
-    for (const button of dialog.querySelectorAll("[data-close]")) {
-      button.addEventListener("click", () => closeDialog(dialog));
-    }
-    dialog.addEventListener("close", () => restoreFocus(dialog));
-  }
   dialog.showModal();
   (focusTarget || dialog.querySelector("input, select, textarea, button")).focus();
 }
 
 export function closeDialog(dialog) {
-  if (dialog.open) dialog.close();
+  if (dialog && dialog.open) dialog.close();
 }
 
 function restoreFocus(dialog) {
