@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from uuid import uuid4
 import pytest
 
 from projections.relay import STREAM
+from smartscheduler.launch import Launched, NotReady, launch, logged, smartscheduler
 from tests.e2e.servers import (
     JWT_SECRET,
     STARTUP_TIMEOUT,
@@ -300,43 +300,22 @@ def test_api_calls_are_answered_while_many_event_streams_are_held_open(
 # Scaled: two servers, one database, Redis between them --------------------------
 
 
-@dataclass
-class Worker:
-    """A `smartscheduler` command other than serve, in its own process."""
-
-    name: str
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
 def start_worker(args: list[str], env: dict[str, str], workdir: Path, name: str,
-                 ready: str) -> Worker:
+                 ready: str) -> Launched:
     """Start `python -m smartscheduler <args>`; returns once `ready` is in its log."""
-    log_path = workdir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "smartscheduler", *args], cwd=workdir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    worker = Worker(name, log_path, process)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while ready not in worker.log():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            pytest.fail(f"{name} did not start (exit code {process.returncode}):\n"
-                        f"{worker.log()}")
-        time.sleep(0.1)
-    return worker
+    try:
+        return launch(smartscheduler(*args), workdir / f"{name}.log",
+                      env={**os.environ, **env}, cwd=workdir, ready=logged(ready),
+                      timeout=STARTUP_TIMEOUT)
+    except NotReady as error:
+        pytest.fail(str(error))
 
 
 @dataclass
 class Scaled:
     a: Server
     b: Server
-    relay: Worker
+    relay: Launched
     redis: RedisServer
 
 
