@@ -15,7 +15,6 @@ from domain import errors
 from domain.values import (
     DEFAULT_REGION,
     TERMINAL,
-    UNSTARTED,
     Actor,
     Assignment,
     AssignmentStatus,
@@ -133,11 +132,11 @@ class Job(Aggregate):
                           reason: str | None = None) -> None:
         request.actor.require_staff()
         assignment = self.assignment(assignment_id)
-        if self.is_terminal or assignment.status not in UNSTARTED:
+        if self.is_terminal or not assignment.is_unstarted:
             raise self._refusal(errors.AssignmentNotCancellable, (
                 f"The assignment is {assignment.status}; only a Pending or Confirmed "
                 "assignment of a live job can be cancelled."))
-        others_left = any(a.status in UNSTARTED for a in self.assignments if a is not assignment)
+        others_left = any(a.is_unstarted for a in self.assignments if a is not assignment)
         status = (JobStatus.CREATED if self.status == JobStatus.ASSIGNED and not others_left
                   else self.status)
         self._cancel_assignment(request.record(), assignment.id, assignment.contractor_id,
@@ -152,7 +151,7 @@ class Job(Aggregate):
 
     def start(self, *, request: Request) -> None:
         request.actor.require_staff()
-        ready = [a for a in self.assignments if a.status in UNSTARTED]
+        ready = [a for a in self.assignments if a.is_unstarted]
         if self.status != JobStatus.ASSIGNED or not ready:
             raise self._refusal(errors.InvalidTransition, (
                 f"A {self.status} job cannot be started; it must be Assigned with a "
@@ -215,9 +214,8 @@ class Job(Aggregate):
 
     def is_visible_to(self, actor: Actor) -> bool:
         """Staff see every job; a contractor sees the jobs they are assigned to."""
-        return actor.is_staff or (
-            actor.contractor_id is not None
-            and any(a.contractor_id == actor.contractor_id for a in self.assignments))
+        return actor.is_staff or any(
+            a.contractor_id == actor.contractor_id for a in self.assignments)
 
     def replays(self, request: Request) -> bool:
         """True when this request repeats one the job has already carried out;
@@ -231,7 +229,7 @@ class Job(Aggregate):
         return True
 
     def trigger_event(self, event_class: type[CanMutateAggregate[UUID]],
-                      **kwargs: Any) -> None:
+                      **kwargs: Any) -> None:  # every event after Created: see Event
         super().trigger_event(event_class, region=self.region, **kwargs)
 
     def set_assignment_status(self, ids: Collection[UUID], status: str,

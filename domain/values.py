@@ -142,6 +142,10 @@ class Assignment:
     updated_at: datetime | None = None
 
     @property
+    def is_unstarted(self) -> bool:
+        return self.status in UNSTARTED
+
+    @property
     def is_live(self) -> bool:
         return self.status in LIVE
 
