@@ -90,30 +90,3 @@ def audit_record(event: Any) -> dict[str, Any]:
         "requestId": request.get("requestId"),
         "data": event_data(event),
     }
-
-
-def job_document(job: Job) -> dict[str, Any]:
-    """The Job resource of the HTTP contract, built from the aggregate."""
-    return {
-        "id": str(job.id),
-        "version": job.version,
-        "type": job.type,
-        "description": job.description,
-        "durationMinutes": job.duration_minutes,
-        "priority": job.priority,
-        "region": job.region,
-        "requiredSkills": list(job.required_skills),
-        "location": job.location,
-        "serviceWindow": {"start": format_time(job.window_start),
-                          "end": format_time(job.window_end)},
-        "status": str(job.status),
-        "assignments": [
-            {"id": str(a.id), "contractorId": str(a.contractor_id),
-             "startUtc": format_time(a.start_utc), "endUtc": format_time(a.end_utc),
-             "status": str(a.status)}
-            for a in job.assignments
-        ],
-        "cancellation": to_json(job.cancellation),
-        "createdAt": format_time(job.created_at),
-        "updatedAt": format_time(job.updated_at),
-    }

@@ -1,11 +1,20 @@
-"""The assignment read model: one row per assignment, by contractor, job, status."""
+"""The assignment read model: one row per assignment, by contractor, job, status.
+
+Its table, the SQL that applies each event to its rows (`statements`, run by
+the store, projections.store, and by a rebuild), and its queries, which return
+AssignmentRecords: an assignment as the aggregate names its attributes, with
+its job's id, and its times as the text they were stored as.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from domain.catalog import format_time
-from domain.job import AssignmentStatus, Job
+from domain.job import Job
+from domain.values import AssignmentStatus
+from projections.query import Page, Sql, where
 
 TABLE = "assignment_views"
 
@@ -23,7 +32,8 @@ INSERT = (
     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SET_STATUS = f"UPDATE {TABLE} SET status = ?, updated_at = ? WHERE id = ?"
-COLUMNS = "id, job_id, contractor_id, start_utc, end_utc, status, region, created_at, updated_at"
+COLUMNS = "id, job_id, contractor_id, start_utc, end_utc, status"
+"""The columns an AssignmentRecord is read from (its fields, by name)."""
 
 
 def statements(event: Any) -> list[tuple[str, tuple[Any, ...]]]:
@@ -46,24 +56,44 @@ def statements(event: Any) -> list[tuple[str, tuple[Any, ...]]]:
     return []
 
 
-def document(row: Any) -> dict[str, Any]:
-    """An assignment as the HTTP contract shows it (with its job id)."""
-    return {
-        "id": row["id"],
-        "jobId": row["job_id"],
-        "contractorId": row["contractor_id"],
-        "startUtc": row["start_utc"],
-        "endUtc": row["end_utc"],
-        "status": row["status"],
-    }
+@dataclass(frozen=True, slots=True)
+class AssignmentRecord:
+    """An assignment as the read model holds it (times: formatted text)."""
+
+    id: str
+    job_id: str
+    contractor_id: str
+    start_utc: str
+    end_utc: str
+    status: str
 
 
-def where(contractor_id: str | None, job_id: str | None,
-          status: str | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for column, value in (("contractor_id", contractor_id), ("job_id", job_id),
-                          ("status", status)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+class AssignmentReadModel:
+    """The assignment read model's queries, each within the caller's transaction."""
+
+    def __init__(self, sql: Sql) -> None:
+        self._sql = sql
+
+    def page(self, c: Any, *, contractor_id: str | None, job_id: str | None,
+             status: str | None, page: int, page_size: int) -> Page[AssignmentRecord]:
+        """Assignments newest first, filtered, one page of them."""
+        clause, params = where(contractor_id=contractor_id, job_id=job_id, status=status)
+        c.execute(self._sql(f"SELECT COUNT(*) AS n FROM {TABLE}{clause}"), params)
+        total = c.fetchone()["n"]
+        c.execute(self._sql(f"SELECT {COLUMNS} FROM {TABLE}{clause} "
+                            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?"),
+                  [*params, page_size, (page - 1) * page_size])
+        return Page([AssignmentRecord(**row) for row in c.fetchall()], total)
+
+    def of_jobs(self, c: Any, job_ids: list[str]) -> dict[str, list[AssignmentRecord]]:
+        """The assignments of each of the jobs, oldest first (jobs without: absent)."""
+        found: dict[str, list[AssignmentRecord]] = {}
+        if not job_ids:
+            return found
+        marks = ", ".join("?" for _ in job_ids)
+        c.execute(self._sql(f"SELECT {COLUMNS} FROM {TABLE} "
+                            f"WHERE job_id IN ({marks}) ORDER BY created_at, id"), job_ids)
+        for row in c.fetchall():
+            record = AssignmentRecord(**row)
+            found.setdefault(record.job_id, []).append(record)
+        return found

@@ -1,12 +1,22 @@
-"""The job read model: one row per job, filtered and paged for lists."""
+"""The job read model: one row per job, filtered and paged for lists.
+
+Its table, the SQL that applies each event to its rows (`statements`, run by
+the store, projections.store, and by a rebuild), and its queries, which return
+JobRecords: a job as the aggregate names its attributes, with its assignments,
+and its times as the text they were stored as.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from domain.catalog import format_time, to_json
-from domain.job import Job, JobStatus
+from domain.job import Job
+from domain.values import JobStatus
+from projections.assignments import AssignmentReadModel, AssignmentRecord
+from projections.query import Page, Sql, where
 
 TABLE = "job_views"
 
@@ -61,36 +71,69 @@ def statements(event: Any) -> list[tuple[str, tuple[Any, ...]]]:
                       cancellation, job_id))]
 
 
-def document(row: Any, assignments: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Job resource of the HTTP contract, built from a row and its assignments."""
-    return {
-        "id": row["id"],
-        "version": row["version"],
-        "type": row["type"],
-        "description": row["description"],
-        "durationMinutes": row["duration_minutes"],
-        "priority": row["priority"],
-        "region": row["region"],
-        "requiredSkills": json.loads(row["required_skills"]),
-        "location": json.loads(row["location"]) if row["location"] else None,
-        "serviceWindow": {"start": row["window_start"], "end": row["window_end"]},
-        "status": row["status"],
-        "assignments": assignments,
-        "cancellation": json.loads(row["cancellation"]) if row["cancellation"] else None,
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-    }
-
-
-def where(status: str | None, priority: str | None,
-          region: str | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for column, value in (("status", status), ("priority", priority), ("region", region)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(to_json(value))
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as the read model holds it: the aggregate's attribute names, its
+    assignments oldest first, times as formatted text."""
+
+    id: str
+    version: int
+    type: str
+    description: str | None
+    duration_minutes: int
+    priority: str
+    region: str
+    required_skills: list[str]
+    location: dict[str, Any] | None
+    window_start: str
+    window_end: str
+    status: str
+    assignments: list[AssignmentRecord]
+    cancellation: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class JobReadModel:
+    """The job read model's queries, each within the caller's transaction."""
+
+    def __init__(self, sql: Sql, assignments: AssignmentReadModel) -> None:
+        self._sql = sql
+        self._assignments = assignments
+
+    def get(self, c: Any, job_id: str) -> JobRecord | None:
+        c.execute(self._sql(f"SELECT {COLUMNS} FROM {TABLE} WHERE id = ?"), [job_id])
+        row = c.fetchone()
+        if row is None:
+            return None
+        return _record(row, self._assignments.of_jobs(c, [job_id]).get(job_id, []))
+
+    def page(self, c: Any, *, status: str | None, priority: str | None,
+             region: str | None, page: int, page_size: int) -> Page[JobRecord]:
+        """Jobs newest first, filtered, one page of them."""
+        clause, params = where(status=status, priority=priority, region=region)
+        c.execute(self._sql(f"SELECT COUNT(*) AS n FROM {TABLE}{clause}"), params)
+        total = c.fetchone()["n"]
+        c.execute(self._sql(f"SELECT {COLUMNS} FROM {TABLE}{clause} "
+                            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?"),
+                  [*params, page_size, (page - 1) * page_size])
+        rows = c.fetchall()
+        by_job = self._assignments.of_jobs(c, [row["id"] for row in rows])
+        return Page([_record(row, by_job.get(row["id"], [])) for row in rows], total)
+
+
+def _record(row: Any, assignments: list[AssignmentRecord]) -> JobRecord:
+    return JobRecord(
+        id=row["id"], version=row["version"], type=row["type"],
+        description=row["description"], duration_minutes=row["duration_minutes"],
+        priority=row["priority"], region=row["region"],
+        required_skills=json.loads(row["required_skills"]),
+        location=json.loads(row["location"]) if row["location"] else None,
+        window_start=row["window_start"], window_end=row["window_end"],
+        status=row["status"], assignments=assignments,
+        cancellation=json.loads(row["cancellation"]) if row["cancellation"] else None,
+        created_at=row["created_at"], updated_at=row["updated_at"])

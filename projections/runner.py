@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from projections.batches import decode
 from projections.follower import LogFollower
 from projections.log import EventLog
 from projections.reader import Entry, LogReader
 from projections.rebuild import RebuildResult, rebuild
-from projections.views import DispatchViews, decode
+from projections.store import DispatchViews
 
 __all__ = ["RebuildResult", "ViewsRunner", "decode", "rebuild"]
 

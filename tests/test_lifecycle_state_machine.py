@@ -34,7 +34,6 @@ from hypothesis.stateful import (
 
 from application.errors import JobNotFound
 from application.settings import Settings
-from domain.catalog import job_document
 from domain.errors import (
     AssignmentNotCancellable,
     AssignmentNotConfirmable,
@@ -46,9 +45,11 @@ from domain.errors import (
     JobCompleted,
     JobNotAssignable,
 )
-from domain.job import Actor, Job, Priority
+from domain.job import Job
+from domain.values import Actor, Priority
 from smartscheduler.bootstrap import build_dispatch, build_services
 from tests.factories import NOW, admin, contractor, dispatcher, job_fields, request, slot
+from tests.resources import resource
 
 TERMINAL = {"Completed", "Cancelled"}
 UNSTARTED = {"Pending", "Confirmed"}
@@ -318,7 +319,7 @@ class JobLifecycle(RuleBasedStateMachine):
         fresh = build_dispatch(Settings(database_url=self.url))
         try:
             for job_id in self.model:
-                assert job_document(fresh.get_job(job_id)) == job_document(
+                assert resource(fresh.get_job(job_id)) == resource(
                     self.app.get_job(job_id))
         finally:
             fresh.close()
@@ -347,10 +348,10 @@ class JobLifecycle(RuleBasedStateMachine):
                 assert not [a for a in job.assignments if a.status in LIVE]
             # The stored events, and a replay of them.
             assert job.version == len(events) == expected["events"]
-            document = job_document(job)
-            assert job_document(replay(events)) == document
+            document = resource(job)
+            assert resource(replay(events)) == document
             # The read models.
-            assert self.views.get_job(str(job_id)) == document
+            assert resource(self.views.get_job(str(job_id))) == document
 
 
 def test_the_job_lifecycle_follows_its_reference_model(tmp_path):

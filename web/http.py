@@ -15,8 +15,8 @@ from flask import current_app, g, request
 
 from application.dispatch import Dispatch, Outcome
 from application.errors import JobNotFound
-from domain.job import Actor, Request
-from projections.views import DispatchViews
+from domain.values import Actor, Request
+from projections.store import DispatchViews
 from web import inputs
 from web.problems import Problem
 

@@ -11,4 +11,4 @@ def test_cancel_is_seen_by_the_read_models(services):
     cancelled = app.cancel_job(request(), created.job.id, reason="Customer called")
 
     assert services.views.wait_for(cancelled.position, timeout=5)
-    assert services.views.get_job(str(created.job.id))["status"] == "Cancelled"
+    assert services.views.get_job(str(created.job.id)).status == "Cancelled"

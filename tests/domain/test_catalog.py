@@ -1,4 +1,4 @@
-"""The event catalog: type names, event data and the Job document, no database."""
+"""The event catalog: type names and event data, no database."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from domain.catalog import (
     event_data,
     event_type,
     format_time,
-    job_document,
     to_json,
 )
 from tests.factories import (
@@ -169,56 +168,3 @@ def test_assignment_created_data_formats_the_slot_in_utc():
     assert data["startUtc"] == "2030-01-15T10:00:00.000000Z"
     assert data["endUtc"] == "2030-01-15T12:00:00.000000Z"
     assert data["jobStatus"] == "Assigned"
-
-
-# job_document ---------------------------------------------------------------
-
-
-def test_job_document_has_the_shape_of_the_job_resource():
-    job = new_job()
-    contractor_id = uuid4()
-    assignment_id = job.assign(request=request(), contractor_id=contractor_id, **slot())
-
-    document = job_document(job)
-
-    assert document == {
-        "id": str(job.id), "version": 2, "type": "HVAC repair",
-        "description": "No cooling on the second floor", "durationMinutes": 120,
-        "priority": "Normal", "region": "Default", "requiredSkills": ["hvac"],
-        "location": {"address": "1 Main St", "latitude": 40.7, "longitude": -74.0},
-        "serviceWindow": {"start": "2030-01-15T09:00:00.000000Z",
-                          "end": "2030-01-15T13:00:00.000000Z"},
-        "status": "Assigned",
-        "assignments": [{"id": str(assignment_id), "contractorId": str(contractor_id),
-                         "startUtc": "2030-01-15T09:00:00.000000Z",
-                         "endUtc": "2030-01-15T11:00:00.000000Z",
-                         "status": "Pending"}],
-        "cancellation": None,
-        "createdAt": format_time(job.created_at),
-        "updatedAt": format_time(job.updated_at),
-    }
-
-
-def test_job_document_values_are_plain_json_types():
-    job, _ = cancelled_job_with_two_assignments()
-
-    document = job_document(job)
-
-    assert type(document["status"]) is str
-    assert all(type(a["status"]) is str for a in document["assignments"])
-    assert document["createdAt"].endswith("Z")
-    assert document["updatedAt"].endswith("Z")
-
-
-def test_job_document_of_a_cancelled_job_carries_the_cancellation():
-    job, _ = cancelled_job_with_two_assignments()
-    cancelled = job.collect_events()[-1]
-
-    document = job_document(job)
-
-    assert document["status"] == "Cancelled"
-    assert {a["status"] for a in document["assignments"]} == {"Cancelled"}
-    assert document["cancellation"] == {
-        "reason": "Customer called", "reasonCode": "CustomerRequest",
-        "cancelledBy": "d-9", "cancelledAt": format_time(cancelled.timestamp)}
-    assert document["updatedAt"] == format_time(cancelled.timestamp)

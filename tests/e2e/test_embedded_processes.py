@@ -302,7 +302,7 @@ def test_the_followers_process_killed_is_started_again_and_nothing_is_lost_or_do
         kept = read_models(store)
         rebuild(store.app, store.views)
         assert read_models(store) == kept
-        assert {job["id"] for job in kept[0]} == created_ids
+        assert {job.id for job in kept[0]} == created_ids
         with redis_server.client() as client:
             entries = [entry_id.decode() for entry_id, _ in client.xrange(STREAM)]
         assert entries == [f"{position}-0" for position in range(1, head + 1)]

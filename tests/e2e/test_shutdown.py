@@ -167,7 +167,7 @@ def test_projections_run_stops_on_sigterm_and_the_next_run_resumes_where_it_stop
     assert store.views.count_jobs() == len(before) + len(while_stopped)
     for job_id in before + while_stopped:
         job = store.views.get_job(str(job_id))
-        assert job is not None and job["status"] == "Cancelled", job
+        assert job is not None and job.status == "Cancelled", job
     assert assert_stopped_cleanly(
         second, re.compile(r"Read models: stopped at position (\d+)\.")) == new_head
 

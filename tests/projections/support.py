@@ -7,9 +7,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from application.dispatch import Dispatch, Outcome
-from domain.catalog import job_document
 from projections.views import DispatchViews, Page
 from tests.factories import job_fields, request, slot
+from tests.resources import resource, resources
 
 
 def create(app: Dispatch, **overrides: Any) -> Outcome:
@@ -129,7 +129,8 @@ def jobs_in_every_state(app: Dispatch) -> list[Outcome]:
     return [build(app) for build, _ in SCENARIOS.values()]
 
 
-def pages(lister: Callable[..., Page], page_size: int, **filters: Any) -> list[Page]:
+def pages(lister: Callable[..., Page[Any]], page_size: int,
+          **filters: Any) -> list[Page[Any]]:
     """Every page of a list, first to last (one empty page when nothing matches)."""
     found, number = [], 1
     while True:
@@ -140,19 +141,20 @@ def pages(lister: Callable[..., Page], page_size: int, **filters: Any) -> list[P
         number += 1
 
 
-def read_all(views: DispatchViews, page_size: int = 4) -> dict[str, list[Page]]:
+def read_all(views: DispatchViews, page_size: int = 4) -> dict[str, list[Page[Any]]]:
     """The full contents of both read models, page by page."""
     return {"jobs": pages(views.list_jobs, page_size),
             "assignments": pages(views.list_assignments, page_size)}
 
 
-def items(found: list[Page]) -> list[dict[str, Any]]:
-    return [item for page in found for item in page.items]
+def items(found: list[Page[Any]]) -> list[dict[str, Any] | None]:
+    """The resources of every item of the pages, in order."""
+    return resources(item for page in found for item in page.items)
 
 
 def documents_newest_first(app: Dispatch, job_ids: list[UUID]) -> list[dict[str, Any]]:
     """The aggregates' documents in the lists' order: created_at descending, then id."""
-    documents = sorted((job_document(app.get_job(job_id)) for job_id in job_ids),
+    documents = sorted((resource(app.get_job(job_id)) for job_id in job_ids),
                        key=lambda document: document["id"])
     return sorted(documents, key=lambda document: document["createdAt"], reverse=True)
 

@@ -24,6 +24,7 @@ from projections.runner import rebuild
 from projections.status import Watch
 from smartscheduler.bootstrap import Services
 from tests.factories import job_fields, request, store_unknown_event
+from tests.resources import resource
 
 PLUS_ONE = timezone(timedelta(hours=1))
 MINUS_FIVE = timezone(timedelta(hours=-5))
@@ -60,7 +61,7 @@ def test_a_window_beyond_utc_stored_before_the_edge_refused_it_reads_everywhere(
 
     wait_until(lambda: caught_up(services), "the read models applied the job")
 
-    row = services.views.get_job(str(job.id))
+    row = resource(services.views.get_job(str(job.id)))
     assert row is not None
     assert row["serviceWindow"] == {"start": "0001-01-01T00:00:00.000000Z",
                                     "end": "9999-12-31T23:59:59.999999Z"}
@@ -68,7 +69,7 @@ def test_a_window_beyond_utc_stored_before_the_edge_refused_it_reads_everywhere(
     assert envelope(created, 1)["data"]["windowStart"] == "0001-01-01T00:00:00.000000Z"
     assert audit_record(created)["data"]["windowEnd"] == "9999-12-31T23:59:59.999999Z"
     assert rebuild(services.app, services.views).events == 1
-    assert services.views.get_job(str(job.id)) == row
+    assert resource(services.views.get_job(str(job.id))) == row
 
 
 def test_a_nul_stored_before_the_edge_refused_it_reads_on_every_backend(services):
@@ -76,7 +77,7 @@ def test_a_nul_stored_before_the_edge_refused_it_reads_on_every_backend(services
 
     wait_until(lambda: caught_up(services), "the read models applied the job")
 
-    row = services.views.get_job(str(job.id))
+    row = resource(services.views.get_job(str(job.id)))
     assert row is not None
     assert row["type"] in ("a\x00b", "a\ufffdb")  # PostgreSQL text cannot hold NUL
     assert rebuild(services.app, services.views).events == 1
@@ -134,5 +135,5 @@ def test_a_follower_resumes_by_itself_once_the_fix_is_in(services, unknown_topic
                timeout=20)
     wait_until(lambda: runner.failure is None, "the runner cleared its failure")
     assert services.views.failures() == {}
-    assert services.views.get_job(str(job.id))["assignments"][0]["status"] == "Confirmed"
+    assert services.views.get_job(str(job.id)).assignments[0].status == "Confirmed"
     assert services.followers(poison)[0]["status"] == "ok"

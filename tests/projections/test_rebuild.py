@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 from application.dispatch import Dispatch
 from application.settings import Settings
 from application.sqlite import SQLiteSubscription
-from domain.catalog import job_document
 from domain.errors import DomainError
-from domain.job import Priority
+from domain.values import Priority
 from projections.runner import ViewsRunner, decode, rebuild
 from smartscheduler.bootstrap import build_dispatch, build_services
 from tests.factories import job_fields, request, slot
@@ -33,6 +32,7 @@ from tests.projections.support import (
     jobs_in_every_state,
     read_all,
 )
+from tests.resources import resource
 
 ROOT = Path(__file__).resolve().parents[2]
 RACING_WRITES = 500
@@ -90,12 +90,12 @@ def test_a_rebuild_replaces_views_that_went_stale(services, app):
     assert services.views.wait_for(first.position, timeout=10)
     services.runner.stop()
     later = app.cancel_job(request(), first.job.id, reason="Duplicate")
-    assert services.views.get_job(str(first.job.id))["status"] == "Created"
+    assert services.views.get_job(str(first.job.id)).status == "Created"
 
     result = rebuild(app, services.views)
 
     assert result.events == later.position
-    assert services.views.get_job(str(first.job.id)) == job_document(
+    assert resource(services.views.get_job(str(first.job.id))) == resource(
         app.get_job(first.job.id))
 
 

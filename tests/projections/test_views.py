@@ -9,8 +9,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from application.settings import Settings
-from domain.catalog import job_document
-from domain.job import JobStatus, Priority
+from domain.values import JobStatus, Priority
 from projections.runner import decode, rebuild
 from smartscheduler.bootstrap import build_services
 from tests.factories import request
@@ -23,6 +22,7 @@ from tests.projections.support import (
     pages,
     read_all,
 )
+from tests.resources import resource, resources
 from tests.services import POSTGRES_URL
 
 
@@ -35,7 +35,7 @@ def test_the_job_view_equals_the_aggregates_document_in_every_state(
     assert services.views.wait_for(outcome.position, timeout=10)
     job = app.get_job(outcome.job.id)
     assert job.status == status
-    assert services.views.get_job(str(job.id)) == job_document(job)
+    assert resource(services.views.get_job(str(job.id))) == resource(job)
 
 
 def test_the_job_view_of_an_unknown_job_is_none(services, app):
@@ -62,7 +62,7 @@ def test_list_jobs_shows_every_job_newest_first_with_the_total(services, app):
 
     expected = documents_newest_first(app, job_ids)
     assert [d["id"] for d in expected] == [str(i) for i in reversed(job_ids)]
-    assert page.items == expected
+    assert resources(page.items) == expected
     assert page.total == len(job_ids)
     assert services.views.count_jobs() == len(job_ids)
 
@@ -76,7 +76,7 @@ def test_list_jobs_filters_by_status(services, app, status):
 
     expected = [d for d in documents_newest_first(app, job_ids) if d["status"] == status]
     assert expected, "every status has a job in this data"
-    assert page.items == expected
+    assert resources(page.items) == expected
     assert page.total == len(expected)
 
 
@@ -90,7 +90,7 @@ def test_list_jobs_filters_by_priority(services, app, priority):
     expected = [d for d in documents_newest_first(app, job_ids)
                 if d["priority"] == priority]
     assert expected
-    assert page.items == expected
+    assert resources(page.items) == expected
     assert page.total == len(expected)
 
 
@@ -102,7 +102,7 @@ def test_list_jobs_filters_by_region(services, app, region):
     page = services.views.list_jobs(region=region, page_size=100)
 
     expected = [d for d in documents_newest_first(app, job_ids) if d["region"] == region]
-    assert page.items == expected
+    assert resources(page.items) == expected
     assert page.total == len(expected)
     assert (region == "Nowhere") == (not expected)
 
@@ -121,7 +121,7 @@ def test_list_jobs_combines_filters(services, app):
         expected = [d for d in documents if d["status"] == status
                     and priority in (None, d["priority"])
                     and region in (None, d["region"])]
-        assert page.items == expected, (status, priority, region)
+        assert resources(page.items) == expected, (status, priority, region)
         assert page.total == len(expected)
 
 
@@ -177,7 +177,7 @@ def _assignments_for_lists(app):
 
     created_order = []
     for job_id in (job_a, job_b, job_c, job_d):
-        for assignment in job_document(app.get_job(job_id))["assignments"]:
+        for assignment in resource(app.get_job(job_id))["assignments"]:
             created_order.append({"jobId": str(job_id), **assignment})
     return created_order[::-1], (first, second), app.head_position(), last
 
@@ -189,9 +189,9 @@ def test_list_assignments_shows_every_assignment_newest_first(services, app):
     page = services.views.list_assignments(page_size=100)
 
     assert page.total == len(expected) == 8
-    assert [a["id"] for a in page.items] == [a["id"] for a in expected]
-    assert page.items == expected
-    assert {a["status"] for a in page.items} == {
+    assert [a.id for a in page.items] == [a["id"] for a in expected]
+    assert resources(page.items) == expected
+    assert {a.status for a in page.items} == {
         "Pending", "Confirmed", "InProgress", "Completed", "Cancelled"}
 
 
@@ -213,7 +213,7 @@ def test_list_assignments_filters_by_contractor_job_and_status(services, app):
         page = services.views.list_assignments(page_size=100, **given)
         wanted = [a for a in expected
                   if all(a[keys[name]] == value for name, value in given.items())]
-        assert page.items == wanted, given
+        assert resources(page.items) == wanted, given
         assert page.total == len(wanted), given
     assert services.views.list_assignments(contractor_id=str(contractors[0])).total == 4
 
@@ -265,7 +265,7 @@ def test_a_redelivered_event_raises_integrity_error_and_changes_no_rows(
 
     assert read_all(services.views) == before
     assert services.views.position() == position
-    assert services.views.get_job(str(job.id)) == job_document(app.get_job(job.id))
+    assert resource(services.views.get_job(str(job.id))) == resource(app.get_job(job.id))
 
 
 def test_a_batch_that_fails_part_way_applies_none_of_its_events(services, app):
@@ -286,7 +286,7 @@ def test_a_batch_that_fails_part_way_applies_none_of_its_events(services, app):
     assert read_all(services.views) == before
     assert services.views.position() == first.position - 1
     services.views.process(decode(app, [notifications[1]], services.views.tracking_name))
-    assert services.views.get_job(str(job.id)) == job_document(app.get_job(job.id))
+    assert resource(services.views.get_job(str(job.id))) == resource(app.get_job(job.id))
 
 
 def test_wait_for_returns_false_when_the_position_is_never_reached(services, app):
@@ -325,8 +325,8 @@ def test_read_models_of_two_databases_on_one_server_stay_apart(database_url, tmp
             assert one.views.wait_for(mine.position, timeout=10)
             assert other.views.wait_for(theirs.position, timeout=10)
 
-            assert [d["id"] for d in one.views.list_jobs().items] == [str(mine.job.id)]
-            assert [d["id"] for d in other.views.list_jobs().items] == [
+            assert [d.id for d in one.views.list_jobs().items] == [str(mine.job.id)]
+            assert [d.id for d in other.views.list_jobs().items] == [
                 str(theirs.job.id)]
             assert one.views.get_job(str(theirs.job.id)) is None
             other.runner.stop()

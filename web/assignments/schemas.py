@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from web.schemas import ASSIGNMENT_STATUSES, timestamp
+from web.schemas import ASSIGNMENT_STATUSES, Id, Resource, Text, Timestamp
 
 
 class AssignmentListQuery(ma.Schema):
@@ -17,10 +17,12 @@ class AssignmentListQuery(ma.Schema):
     status = fields.String(validate=validate.OneOf(ASSIGNMENT_STATUSES))
 
 
-class AssignmentSchema(ma.Schema):
-    id = fields.UUID(required=True)
-    jobId = fields.UUID(required=True)
-    contractorId = fields.UUID(required=True)
-    startUtc = timestamp(required=True)
-    endUtc = timestamp(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(ASSIGNMENT_STATUSES))
+class AssignmentSchema(Resource):
+    """An assignment with its job's id, from an `AssignmentRecord` of the read model."""
+
+    id = Id(required=True)
+    job_id = Id(data_key="jobId", required=True)
+    contractor_id = Id(data_key="contractorId", required=True)
+    start_utc = Timestamp(data_key="startUtc", required=True)
+    end_utc = Timestamp(data_key="endUtc", required=True)
+    status = Text(required=True, validate=validate.OneOf(ASSIGNMENT_STATUSES))

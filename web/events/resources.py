@@ -52,24 +52,36 @@ class Events(MethodView):
         """Stream published events: a dispatcher's regions, a contractor's own."""
         accepts = _filter_for_actor()
         after = _last_event_id()
-        services = current_app.extensions["smartscheduler"]
-        slots: threading.BoundedSemaphore = current_app.extensions["smartscheduler.streams"]
-        if not slots.acquire(blocking=False):
-            raise Problem(503, "service_unavailable", "Too many streams",
-                          "This server holds as many event streams as it can; retry "
-                          "shortly.", headers={"Retry-After": "5"})
+        release = _take_stream_slot()
         try:
-            handoff = handoff_of(request.environ)
-            return Response(
-                _stream(services.app, services.hub, accepts, after,
-                        services.settings.sse_heartbeat,
-                        _client_gone(request.environ.get("gunicorn.socket")),
-                        handoff=handoff, release=_once(slots.release)),
-                mimetype="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return _event_stream(accepts, after, release)
         except BaseException:
-            slots.release()
+            release()
             raise
+
+
+def _take_stream_slot() -> Callable[[], None]:
+    """One of this server's stream slots (503 when none is free), and its release
+    (which releases it once however often it is called)."""
+    slots: threading.BoundedSemaphore = current_app.extensions["smartscheduler.streams"]
+    if not slots.acquire(blocking=False):
+        raise Problem(503, "service_unavailable", "Too many streams",
+                      "This server holds as many event streams as it can; retry "
+                      "shortly.", headers={"Retry-After": "5"})
+    return _once(slots.release)
+
+
+def _event_stream(accepts: Callable[[Envelope], bool], after: int | None,
+                  release: Callable[[], None]) -> Response:
+    """The text/event-stream response: replayed from `after`, then live."""
+    services = current_app.extensions["smartscheduler"]
+    return Response(
+        _stream(services.app, services.hub, accepts, after,
+                services.settings.sse_heartbeat,
+                _client_gone(request.environ.get("gunicorn.socket")),
+                handoff=handoff_of(request.environ), release=release),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _filter_for_actor() -> Callable[[Envelope], bool]:

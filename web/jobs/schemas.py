@@ -13,8 +13,8 @@ from web.schemas import (
     PRIORITIES,
     REASON_CODES,
     Strict,
+    Timestamp,
     Trimmed,
-    timestamp,
 )
 
 MAX_MINUTES = 60 * 24 * 31
@@ -131,7 +131,7 @@ class AuditActorSchema(ma.Schema):
 class AuditEventSchema(ma.Schema):
     version = fields.Integer(required=True)
     type = fields.String(required=True)
-    occurredAt = timestamp(required=True)
+    occurredAt = Timestamp(required=True)
     actor = fields.Nested(AuditActorSchema, allow_none=True)
     requestId = fields.String(allow_none=True)
     data = fields.Dict(required=True)
