@@ -24,7 +24,8 @@ from application.persistence import eventsourcing_env
 from application.settings import Settings
 from bench.context import ACTOR, BaselineApplication, Context
 from bench.registry import Row, Timing, in_turns, register, timed
-from domain.job import Job, ReasonCode, Request
+from domain.job import Job
+from domain.values import ReasonCode, Request
 from smartscheduler.bootstrap import build_dispatch
 
 TARGET = 0.7

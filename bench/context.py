@@ -24,7 +24,8 @@ from eventsourcing.application import Application
 
 from application.dispatch import Dispatch
 from application.persistence import eventsourcing_env, prepare_database
-from domain.job import Actor, Job, Request
+from domain.job import Job
+from domain.values import Actor, Request
 from projections.views import DispatchViews, views_for
 
 EVENTS_PER_JOB = 2  # Created + AssignmentCreated

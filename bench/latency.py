@@ -24,7 +24,7 @@ from bench.commands import REASON, Probe, cancel_jobs, open_app, requests
 from bench.context import Context, Store
 from bench.registry import Row, in_turns, percentile
 from bench.schemas import Schemas
-from domain.job import ReasonCode
+from domain.values import ReasonCode
 
 GROWTH_LIMIT = 1.2  # latency at --big-events / latency at SMALL_EVENTS
 SMALL_EVENTS = 10_000

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.job import Actor, Job, Request
+from domain.job import Job
+from domain.values import Actor, Request
 
 NOW = datetime(2030, 1, 15, 9, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from application.dispatch import Dispatch, Outcome
 from application.errors import PreconditionFailed
 from domain.errors import JobAlreadyCancelled, JobNotAssignable
-from domain.job import AssignmentStatus, JobStatus
+from domain.values import AssignmentStatus, JobStatus
 from tests.factories import job_fields, request, slot
 
 THREADS = 16

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from application.settings import Settings
-from domain.job import Actor
+from domain.values import Actor
 from web import auth
 from web.auth import VERIFIED_FOR, TokenVerifier, mint_token
 from web.problems import Problem
