@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: install run run-scaled test test-fast lint format bench clean
+.PHONY: install run run-scaled test test-fast test-unit test-integration test-e2e lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: $(STAMP)  ## the whole suite, on every core (JOBS=0 runs it in one process
 
 test-fast: $(STAMP)  ## skip the slow tests
 	$(BIN)/python -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## the domain alone: no database, no server
+	$(BIN)/python -m pytest -n $(JOBS) tests/domain $(PYTEST_ARGS)
+
+test-integration: $(STAMP)  ## application, read models, HTTP and CLI on SQLite and PostgreSQL
+	$(BIN)/python -m pytest -n $(JOBS) tests/application tests/projections tests/web tests/cli tests/test_layers.py $(PYTEST_ARGS)
+
+test-e2e: $(STAMP)  ## real server processes, outages, the console in Chromium
+	$(BIN)/python -m pytest -n $(JOBS) tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check domain application projections web smartscheduler tests bench

@@ -1,7 +1,7 @@
 """What the API accepts at all: each refusal is a problem response and stores nothing.
 
 Each case here once got through: it was stored and then stopped every reader,
-or it answered 500. (tests/test_accepted_inputs.py proves the rule with
+or it answered 500. (tests/web/test_accepted_inputs.py proves the rule with
 generated inputs; these are the findings, one by one.)
 """
 

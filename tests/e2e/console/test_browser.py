@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.support import (
+from tests.e2e.console.support import (
     Console,
     assert_accessible,
     assign,

@@ -18,7 +18,7 @@ from tests.services import REQUIRE_SERVICES
 from tests.web.support import job_body
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 SERIOUS = {"serious", "critical"}
 HANDLED = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d ")
 

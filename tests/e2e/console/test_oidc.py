@@ -18,7 +18,7 @@ import pytest
 import werkzeug.serving
 from playwright.sync_api import expect
 
-from tests.console.support import Console, assert_accessible, chromium_or_skip, screenshot
+from tests.e2e.console.support import Console, assert_accessible, chromium_or_skip, screenshot
 from tests.e2e.servers import Server, start_server, stop
 
 pytestmark = [pytest.mark.slow,

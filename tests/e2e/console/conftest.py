@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.support import CHROMIUM, Console, chromium_or_skip
+from tests.e2e.console.support import CHROMIUM, Console, chromium_or_skip
 from tests.e2e.servers import Server, start_server, stop
 
 
