@@ -14,7 +14,7 @@ from typing import Any
 from domain.catalog import format_time
 from domain.job import Job
 from domain.values import AssignmentStatus
-from projections.query import Page, Sql, where
+from projections.query import Page, Sql, newest_first
 
 TABLE = "assignment_views"
 
@@ -77,13 +77,9 @@ class AssignmentReadModel:
     def page(self, c: Any, *, contractor_id: str | None, job_id: str | None,
              status: str | None, page: int, page_size: int) -> Page[AssignmentRecord]:
         """Assignments newest first, filtered, one page of them."""
-        clause, params = where(contractor_id=contractor_id, job_id=job_id, status=status)
-        c.execute(self._sql(f"SELECT COUNT(*) AS n FROM {TABLE}{clause}"), params)
-        total = c.fetchone()["n"]
-        c.execute(self._sql(f"SELECT {COLUMNS} FROM {TABLE}{clause} "
-                            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?"),
-                  [*params, page_size, (page - 1) * page_size])
-        return Page([AssignmentRecord(**row) for row in c.fetchall()], total)
+        rows, total = newest_first(c, self._sql, TABLE, COLUMNS, page, page_size,
+                                   contractor_id=contractor_id, job_id=job_id, status=status)
+        return Page([AssignmentRecord(**row) for row in rows], total)
 
     def of_jobs(self, c: Any, job_ids: list[str]) -> dict[str, list[AssignmentRecord]]:
         """The assignments of each of the jobs, oldest first (jobs without: absent)."""

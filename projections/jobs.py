@@ -16,7 +16,7 @@ from domain.catalog import format_time, to_json
 from domain.job import Job
 from domain.values import JobStatus
 from projections.assignments import AssignmentReadModel, AssignmentRecord
-from projections.query import Page, Sql, where
+from projections.query import Page, Sql, newest_first
 
 TABLE = "job_views"
 
@@ -115,13 +115,8 @@ class JobReadModel:
     def page(self, c: Any, *, status: str | None, priority: str | None,
              region: str | None, page: int, page_size: int) -> Page[JobRecord]:
         """Jobs newest first, filtered, one page of them."""
-        clause, params = where(status=status, priority=priority, region=region)
-        c.execute(self._sql(f"SELECT COUNT(*) AS n FROM {TABLE}{clause}"), params)
-        total = c.fetchone()["n"]
-        c.execute(self._sql(f"SELECT {COLUMNS} FROM {TABLE}{clause} "
-                            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?"),
-                  [*params, page_size, (page - 1) * page_size])
-        rows = c.fetchall()
+        rows, total = newest_first(c, self._sql, TABLE, COLUMNS, page, page_size,
+                                   status=status, priority=priority, region=region)
         by_job = self._assignments.of_jobs(c, [row["id"] for row in rows])
         return Page([_record(row, by_job.get(row["id"], [])) for row in rows], total)
 
