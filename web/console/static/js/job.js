@@ -174,19 +174,23 @@ export function renderJob(ctx, jobId, versionParam) {
     }
   }
 
-  async function command(run) {
-    const version = job.version;
-    const key = newKey();
+  // Sends a command for the version shown, with an Idempotency-Key, and shows the
+  // job it returns (closing `dialog`, if any). A 412 refreshes the job, runs
+  // `changed` and says the job changed; any other problem is shown.
+  async function command(run, { version = job.version, key = newKey(), dialog = null,
+                                changed = () => {} } = {}) {
     try {
       const { body } = await run(version, key);
-      clearAlerts();
       job = body;
       shown = body;
+      clearAlerts();
+      if (dialog) closeDialog(dialog);
       render();
-      refreshHistory();
+      await refreshHistory();
     } catch (error) {
       if (error.status === 412) {
         await refresh();
+        changed();
         showProblem(error.problem, CHANGED_LEAD);
       } else {
         showError(error);
@@ -244,23 +248,13 @@ export function renderJob(ctx, jobId, versionParam) {
       confirm.disabled = true;
       confirm.setAttribute("aria-busy", "true");
       try {
-        const { body: cancelled } = await api.cancel(jobId, body, cancelState.version,
-                                                     cancelState.key);
-        job = cancelled;
-        shown = cancelled;
-        clearAlerts();
-        closeDialog(dialog);
-        render();
-        await refreshHistory();
-      } catch (error) {
-        if (error.status === 412) {
-          await refresh();
-          cancelState.version = job.version;  // try again against what is now shown
-          updateCancelDialog();
-          showProblem(error.problem, CHANGED_LEAD);
-        } else {
-          showError(error);
-        }
+        await command((version, key) => api.cancel(jobId, body, version, key), {
+          version: cancelState.version, key: cancelState.key, dialog,
+          changed: () => {
+            cancelState.version = job.version;  // try again against what is now shown
+            updateCancelDialog();
+          },
+        });
       } finally {
         cancelState.busy = false;
         confirm.disabled = false;
@@ -289,24 +283,11 @@ export function renderJob(ctx, jobId, versionParam) {
       if (submit.disabled) return;
       submit.disabled = true;
       try {
-        const { body } = await api.assign(jobId, {
+        await command((v, k) => api.assign(jobId, {
           contractorId: form.elements.contractorId.value.trim(),
           startUtc: fromLocalInput(form.elements.startUtc.value),
           endUtc: fromLocalInput(form.elements.endUtc.value),
-        }, version, key);
-        job = body;
-        shown = body;
-        clearAlerts();
-        closeDialog(dialog);
-        render();
-        refreshHistory();
-      } catch (error) {
-        if (error.status === 412) {
-          await refresh();
-          showProblem(error.problem, CHANGED_LEAD);
-        } else {
-          showError(error);
-        }
+        }, v, k), { version, key, dialog });
       } finally {
         submit.disabled = false;
       }
