@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import url_for
 from flask.views import MethodView
@@ -54,8 +55,26 @@ VERSION_QUERY = VersionQuery()
 JOB = JobSchema()
 JOBS = JobSchema(many=True)
 
+View = TypeVar("View", bound=Callable[..., Any])
+
 JobResponse = tuple[Job, int, dict[str, str]]
 """A job (dumped by JOB), its status code and headers."""
+
+
+def job_command(operation_id: str, status: int = 200) -> Callable[[View], View]:
+    """What every command on a job declares: the job it returns (`status`, ETag),
+    the command headers (If-Match, Idempotency-Key, X-Request-Id), its problems."""
+    declarations = (blp.response(status, JOB, headers=JOB_HEADERS),
+                    blp.doc(parameters=COMMAND_HEADERS),
+                    blp.problems(400, 401, 403, 404, 412, 415, 422),
+                    blp.doc(operationId=operation_id))
+
+    def declare(view: View) -> View:
+        for declaration in reversed(declarations):  # as if stacked, the first on top
+            view = declaration(view)
+        return view
+
+    return declare
 
 
 def _job(outcome: Outcome, status: int = 200) -> JobResponse:
@@ -74,7 +93,6 @@ class Jobs(MethodView):
     @blp.doc(operationId="listJobs")
     def get(self, pagination_parameters: Any, **filters: Any) -> list[JobRecord]:
         """List jobs (Dispatcher, Admin), newest first, filtered and paged."""
-        http.actor().require_staff()
         page = http.caught_up_views().list_jobs(
             **filters, page=http.page_to_read(pagination_parameters.page),
             page_size=pagination_parameters.page_size)
@@ -125,10 +143,7 @@ class JobHistory(MethodView):
 class JobAssignments(MethodView):
     @http.staff_only
     @blp.arguments(ASSIGN, as_kwargs=True)
-    @blp.response(201, JOB, headers=JOB_HEADERS)
-    @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412, 415, 422)
-    @blp.doc(operationId="assignJob")
+    @job_command("assignJob", 201)
     def post(self, job_id: str, **fields: Any) -> JobResponse:
         """Assign a contractor (Dispatcher, Admin): a new Pending assignment."""
         return _job(http.dispatch().assign(
@@ -138,10 +153,7 @@ class JobAssignments(MethodView):
 
 @blp.route("/<job_id>/assignments/<assignment_id>/confirm")
 class AssignmentConfirm(MethodView):
-    @blp.response(200, JOB, headers=JOB_HEADERS)
-    @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412, 415, 422)
-    @blp.doc(operationId="confirmAssignment")
+    @job_command("confirmAssignment")
     def post(self, job_id: str, assignment_id: str) -> JobResponse:
         """Confirm a Pending assignment (its Contractor, Dispatcher, Admin)."""
         return _job(http.dispatch().confirm_assignment(
@@ -153,10 +165,7 @@ class AssignmentConfirm(MethodView):
 class AssignmentCancel(MethodView):
     @http.staff_only
     @blp.arguments(CANCEL_ASSIGNMENT, required=False, as_kwargs=True)
-    @blp.response(200, JOB, headers=JOB_HEADERS)
-    @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412, 415, 422)
-    @blp.doc(operationId="cancelAssignment")
+    @job_command("cancelAssignment")
     def post(self, job_id: str, assignment_id: str, reason: str | None = None) -> JobResponse:
         """Cancel one Pending or Confirmed assignment (Dispatcher, Admin)."""
         return _job(http.dispatch().cancel_assignment(
@@ -167,10 +176,7 @@ class AssignmentCancel(MethodView):
 @blp.route("/<job_id>/start")
 class JobStart(MethodView):
     @http.staff_only
-    @blp.response(200, JOB, headers=JOB_HEADERS)
-    @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412, 415, 422)
-    @blp.doc(operationId="startJob")
+    @job_command("startJob")
     def post(self, job_id: str) -> JobResponse:
         """Start an Assigned job (Dispatcher, Admin)."""
         return _job(http.dispatch().start_job(
@@ -181,10 +187,7 @@ class JobStart(MethodView):
 @blp.route("/<job_id>/complete")
 class JobComplete(MethodView):
     @http.staff_only
-    @blp.response(200, JOB, headers=JOB_HEADERS)
-    @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412, 415, 422)
-    @blp.doc(operationId="completeJob")
+    @job_command("completeJob")
     def post(self, job_id: str) -> JobResponse:
         """Complete an InProgress job (Dispatcher, Admin)."""
         return _job(http.dispatch().complete_job(
@@ -196,10 +199,7 @@ class JobComplete(MethodView):
 class JobCancel(MethodView):
     @http.staff_only
     @blp.arguments(CANCEL, required=False, as_kwargs=True)
-    @blp.response(200, JOB, headers=JOB_HEADERS)
-    @blp.doc(parameters=COMMAND_HEADERS)
-    @blp.problems(400, 401, 403, 404, 412, 415, 422)
-    @blp.doc(operationId="cancelJob")
+    @job_command("cancelJob")
     def post(self, job_id: str, reason_code: str, reason: str | None = None) -> JobResponse:
         """Cancel a job and all of its live assignments (Dispatcher, Admin).
 
