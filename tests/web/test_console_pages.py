@@ -109,24 +109,68 @@ def test_development_sign_in_mints_a_token_the_api_accepts(development: FlaskCli
     assert "Set-Cookie" not in response.headers
 
 
-def test_a_contractors_user_id_must_be_a_uuid(development: FlaskClient) -> None:
-    refused = development.post("/console/dev-token",
-                               json={"role": "Contractor", "sub": "not-a-uuid"})
-    assert refused.status_code == 422
-    assert refused.mimetype == "application/problem+json"
-    assert refused.get_json()["code"] == "validation_failed"
+def test_a_contractors_user_id_is_their_contractor_id(development: FlaskClient) -> None:
     sub = "6f1c1f0e-7a0b-4c39-9b55-3d1f3c1f1a11"
-    minted = development.post("/console/dev-token", json={"role": "Contractor", "sub": sub})
+    minted = development.post("/console/dev-token",
+                              json={"role": "Contractor", "sub": f"  {sub.upper()} "})
+    assert minted.status_code == 200, minted.get_json()
     token = minted.get_json()["token"]
     actor = TokenVerifier(Settings(jwt_secret=SECRET)).actor(f"Bearer {token}")
-    assert actor.sub == sub and actor.roles == ("Contractor",)
+    assert actor.sub == sub and actor.roles == ("Contractor",)  # trimmed, canonical
 
 
-@pytest.mark.parametrize("body", [{}, {"role": "Root"}, {"role": ["Admin"]}, []])
-def test_a_bad_sign_in_request_is_a_problem(development: FlaskClient, body: object) -> None:
+@pytest.mark.parametrize("body, sub", [
+    ({"role": "Admin"}, "admin"),
+    ({"role": "Admin", "sub": ""}, "admin"),
+    ({"role": "Admin", "sub": None}, "admin"),
+    ({"role": "Contractor"}, "00000000-0000-4000-8000-000000000001"),
+    ({"role": "Dispatcher", "sub": "  dana@example.com  "}, "dana@example.com"),
+    ({"role": "Dispatcher", "sub": "d" * 200}, "d" * 200),
+])
+def test_the_user_id_is_optional_and_trimmed(development: FlaskClient, body: object,
+                                             sub: str) -> None:
     response = development.post("/console/dev-token", json=body)
+    assert response.status_code == 200, response.get_json()
+    actor = TokenVerifier(Settings(jwt_secret=SECRET)).actor(
+        f"Bearer {response.get_json()['token']}")
+    assert actor.sub == sub
+
+
+REFUSED_SIGN_INS = {
+    "no body": (None, "role"),
+    "an empty object": ({}, "role"),
+    "an unknown role": ({"role": "Root"}, "role"),
+    "a role in the wrong case": ({"role": "admin"}, "role"),
+    "a role that is a list": ({"role": ["Admin"]}, "role"),
+    "a list": ([], "_schema"),
+    "a string": ("Admin", "_schema"),
+    "an unknown field": ({"role": "Admin", "admin": True}, "admin"),
+    "a user id of spaces": ({"role": "Dispatcher", "sub": "   "}, "sub"),
+    "a user id of 201 characters": ({"role": "Dispatcher", "sub": "d" * 201}, "sub"),
+    "a user id with a NUL": ({"role": "Dispatcher", "sub": "a\x00b"}, "sub"),
+    "a user id that is a number": ({"role": "Dispatcher", "sub": 42}, "sub"),
+    "a contractor id that is not a UUID": ({"role": "Contractor", "sub": "not-a-uuid"},
+                                           "sub"),
+}
+
+
+@pytest.mark.parametrize("body, field", list(REFUSED_SIGN_INS.values()),
+                         ids=list(REFUSED_SIGN_INS))
+def test_a_bad_sign_in_request_is_a_validation_problem(development: FlaskClient,
+                                                       body: object, field: str) -> None:
+    if body is None:
+        response = development.post("/console/dev-token", data="role=Admin",
+                                    content_type="application/x-www-form-urlencoded")
+    else:
+        response = development.post("/console/dev-token", json=body)
     assert response.status_code == 422
-    assert response.get_json()["title"] and response.get_json()["detail"]
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["code"] == "validation_failed" and problem["title"] == "Validation failed"
+    assert problem["detail"] and problem["instance"] == "/console/dev-token"
+    assert list(problem["errors"]) == [field], problem["errors"]
+    assert all(isinstance(message, str) for message in problem["errors"][field])
+    assert "token" not in problem
 
 
 def test_production_offers_sso_and_refuses_to_mint(production: FlaskClient) -> None:
@@ -135,10 +179,12 @@ def test_production_offers_sso_and_refuses_to_mint(production: FlaskClient) -> N
     assert config["devSignIn"] is False
     assert config["oidc"] == {"issuer": "https://issuer.example/pool", "clientId": "console"}
     assert "connect-src 'self' https://issuer.example" in page.headers["Content-Security-Policy"]
-    response = production.post("/console/dev-token", json={"role": "Admin"})
-    assert response.status_code == 404
-    assert response.mimetype == "application/problem+json"
-    assert "token" not in response.get_json()
+    for body in ({"role": "Admin"}, {"role": "Root"}, None):  # refused before it is read
+        response = production.post("/console/dev-token", json=body)
+        assert response.status_code == 404
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["code"] == "not_found"
+        assert "token" not in response.get_json()
 
 
 def test_development_sign_in_follows_the_settings() -> None:
@@ -147,6 +193,8 @@ def test_development_sign_in_follows_the_settings() -> None:
     assert not Settings(jwt_secret=SECRET, environment="production").development_sign_in
     assert not Settings(jwt_secret=SECRET, environment="staging").development_sign_in
     assert not Settings(jwks_url="https://issuer.example/jwks").development_sign_in
+    # The OIDC issuer alone is a token source too (its JWKS through discovery).
+    assert not Settings(jwt_secret=SECRET, oidc_issuer="https://i.example").development_sign_in
     env = Settings.from_env({"SMARTSCHEDULER_OIDC_ISSUER": "https://i.example",
                              "SMARTSCHEDULER_OIDC_CLIENT_ID": "abc"})
     assert (env.oidc_issuer, env.oidc_client_id) == ("https://i.example", "abc")

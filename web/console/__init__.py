@@ -9,7 +9,6 @@ development only, mints a short-lived token for a chosen role.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,14 +16,13 @@ from flask import Blueprint, Flask, Response, current_app, redirect, render_temp
 
 from application.settings import Settings
 from web.auth import DEFAULT_SUBS, mint_token
+from web.console.schemas import CONTRACTOR, load_sign_in
 from web.problems import Problem
 from web.schemas import JOB_STATUSES, PRIORITIES, REASON_CODES
 
 DEV_TOKEN_TTL = 8 * 3600
 """Seconds a development sign-in lasts: a working day, then sign in again."""
 
-ROLES = [str(role) for role in DEFAULT_SUBS]  # Admin, Dispatcher, Contractor
-CONTRACTOR = "Contractor"
 
 REASON_LABELS = {
     "CustomerRequest": "Customer request",
@@ -110,34 +108,14 @@ def oidc_callback() -> Response:
 
 @blp.post("/dev-token")
 def dev_token() -> Any:
-    """Development sign-in: a token for the role asked for. It exists only while
-    the service runs with its development secret or in the development environment."""
+    """Development sign-in: a token for the role asked for (`SignInRequest`), only
+    while the service runs with its development secret or in development."""
     settings = _settings()
     if not settings.development_sign_in:
         raise Problem(404, "not_found", "Not found",
                       "Development sign-in is off: sign in with SSO.")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("role"), str):
-        raise Problem(422, "validation_failed", "Validation failed",
-                      'Send {"role": "Dispatcher" | "Admin" | "Contractor", "sub": "..."}.')
-    role = body["role"]
-    if role not in ROLES:
-        raise Problem(422, "validation_failed", "Validation failed",
-                      f"Unknown role {role!r}: choose Dispatcher, Admin or Contractor.")
-    sub = body.get("sub") or None
-    if sub is not None:
-        if not isinstance(sub, str) or not sub.strip() or len(sub) > 200 or "\x00" in sub:
-            raise Problem(422, "validation_failed", "Validation failed",
-                          "The user id must be 1 to 200 characters.")
-        sub = sub.strip()
-        if role == CONTRACTOR:
-            try:
-                sub = str(uuid.UUID(sub))
-            except ValueError:
-                raise Problem(422, "validation_failed", "Validation failed",
-                              "A contractor's user id is their contractor id, a UUID."
-                              ) from None
-    token = mint_token(settings, roles=[role], sub=sub, ttl=DEV_TOKEN_TTL)
+    asked = load_sign_in(request.get_json(silent=True))
+    token = mint_token(settings, roles=[asked["role"]], sub=asked["sub"], ttl=DEV_TOKEN_TTL)
     response = current_app.json.response({"token": token, "expiresIn": DEV_TOKEN_TTL})
     response.headers["Cache-Control"] = "no-store"
     return response
