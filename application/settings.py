@@ -34,16 +34,29 @@ class Settings:
         return self.environment == "production"
 
     @property
+    def discovers_jwks(self) -> bool:
+        """Whether the API finds its JWKS through the OIDC issuer's discovery
+        document (`SMARTSCHEDULER_OIDC_ISSUER` set, `SMARTSCHEDULER_JWKS_URL` not)."""
+        return bool(self.oidc_issuer) and not self.jwks_url
+
+    @property
+    def tokens_from_issuer(self) -> bool:
+        """Whether API tokens are verified with an issuer's public keys (a JWKS,
+        named or discovered) rather than the HS256 secret."""
+        return bool(self.jwks_url) or self.discovers_jwks
+
+    @property
     def uses_development_secret(self) -> bool:
-        return not self.jwt_secret and not self.jwks_url
+        return not self.jwt_secret and not self.tokens_from_issuer
 
     @property
     def development_sign_in(self) -> bool:
         """Whether the console may mint tokens for a chosen role (its development
         sign-in): with the development secret, or in the development environment
-        with an HS256 secret (tokens from a JWKS can only come from the issuer)."""
-        return self.uses_development_secret or (
-            self.environment == "development" and not self.jwks_url)
+        with an HS256 secret; never when tokens come from an issuer (its JWKS,
+        named or discovered), since only the issuer can sign them."""
+        return not self.tokens_from_issuer and (
+            self.uses_development_secret or self.environment == "development")
 
     @property
     def signing_secret(self) -> str:
@@ -53,7 +66,8 @@ class Settings:
         """What stops this configuration from running in production."""
         found = []
         if self.uses_development_secret:
-            found.append("set SMARTSCHEDULER_JWT_SECRET or SMARTSCHEDULER_JWKS_URL")
+            found.append("set SMARTSCHEDULER_JWT_SECRET, SMARTSCHEDULER_JWKS_URL or "
+                         "SMARTSCHEDULER_OIDC_ISSUER")
         elif self.jwt_secret and len(self.jwt_secret) < 32:
             found.append("SMARTSCHEDULER_JWT_SECRET must be at least 32 characters")
         return found

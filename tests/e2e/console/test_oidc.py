@@ -1,6 +1,8 @@
 """Signing in to the console with OpenID Connect (authorization code + PKCE)
 against a real provider the test runs (oidc-provider-mock), with the API
-verifying the returned token through the provider's JWKS."""
+verifying the returned token through the provider's JWKS: named by
+SMARTSCHEDULER_JWKS_URL, or found through the issuer's discovery document when
+only SMARTSCHEDULER_OIDC_ISSUER and SMARTSCHEDULER_OIDC_CLIENT_ID are set."""
 
 from __future__ import annotations
 
@@ -139,6 +141,61 @@ def test_sign_in_with_sso(browser: Any, provider: tuple[str, Recorder],
         digest = hashlib.sha256(verifier.encode()).digest()
         assert asked["code_challenge"] == [base64.urlsafe_b64encode(digest).rstrip(b"=").decode()]
         assert exchanged["grant_type"] == ["authorization_code"]
+        assert watched.errors == [] and watched.problems == []
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def issuer_only_server(provider: tuple[str, Recorder], tmp_path: Path) -> Iterator[Server]:
+    """The service told the issuer and the client id only: no JWKS URL, issuer or
+    audience of its own, and the development environment (the default)."""
+    issuer, _ = provider
+    server = start_server(f"sqlite:///{tmp_path}/issuer.db", tmp_path, name="issuer", env={
+        "SMARTSCHEDULER_OIDC_ISSUER": issuer,
+        "SMARTSCHEDULER_OIDC_CLIENT_ID": CLIENT_ID,
+    }, args=["--workers", "1", "--threads", "4"])
+    try:
+        yield server
+    finally:
+        stop(server.process)
+
+
+def test_sign_in_with_sso_configured_by_the_issuer_alone(
+        browser: Any, provider: tuple[str, Recorder], issuer_only_server: Server) -> None:
+    context = browser.new_context(base_url=issuer_only_server.base_url)
+    context.set_default_timeout(10_000)
+    watched = Console(context, issuer_only_server)
+    try:
+        page = watched.page()
+        page.goto("/")
+        # The issuer is the only source of tokens: no development form, even in
+        # development, and no token minted for a chosen role.
+        expect(page.get_by_role("button", name="Sign in with SSO")).to_be_visible()
+        expect(page.get_by_label("Role")).to_have_count(0)
+        assert page.request.post("/console/dev-token", data={"role": "Admin"}).status == 404
+        # Nor does a token signed with the service's HS256 secret open the API.
+        minted = page.request.get("/api/jobs", headers={
+            "Authorization": f"Bearer {issuer_only_server.token('Admin')}"})
+        assert minted.status == 401
+
+        page.get_by_role("button", name="Sign in with SSO").click()
+        page.get_by_role("button", name="dana").click()  # the provider's own page
+        expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+        expect(page.get_by_text("Dana · Dispatcher")).to_be_visible()
+        expect(page.locator("#live[data-state=live]")).to_be_visible()
+
+        # The API takes the provider's token for a write too, recorded as dana's.
+        page.get_by_role("button", name="New job").click()
+        dialog = page.get_by_role("dialog", name="New job")
+        dialog.get_by_label("Type").fill("Heat pump survey")
+        dialog.get_by_label("Window start").fill("2031-05-06T09:00")
+        dialog.get_by_label("Window end").fill("2031-05-06T11:00")
+        dialog.get_by_role("button", name="Create job").click()
+        expect(page.get_by_role("heading", name="Heat pump survey")).to_be_visible()
+        history = page.get_by_role("region", name="History")
+        expect(history).to_contain_text("JobCreated")
+        expect(history).to_contain_text("by dana (Dispatcher)")
         assert watched.errors == [] and watched.problems == []
     finally:
         context.close()
