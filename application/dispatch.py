@@ -23,7 +23,7 @@ from application.errors import (
 from application.transcodings import AssignmentAsDict
 from domain.catalog import audit_record
 from domain.job import Job
-from domain.values import Actor, Request
+from domain.values import DEFAULT_REASON_CODE, Actor, Request, is_staff_only
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smartscheduler:idempotency")
 
@@ -83,45 +83,39 @@ class Dispatch(Application[UUID]):
         assignment_id = None
         if request.idempotency_key:
             assignment_id = uuid5(job_id, f"assign:{request.idempotency_key}")
-        return self._execute(job_id, request, expected_version, lambda job: job.assign(
-            request=request, contractor_id=contractor_id, start_utc=start_utc,
-            end_utc=end_utc, assignment_id=assignment_id))
+        return self._execute(job_id, request, expected_version, Job.assign,
+                             contractor_id=contractor_id, start_utc=start_utc,
+                             end_utc=end_utc, assignment_id=assignment_id)
 
     def confirm_assignment(self, request: Request, job_id: UUID, assignment_id: UUID,
                            expected_version: int | None = None) -> Outcome:
         """Confirm a Pending assignment (its contractor, a Dispatcher or an Admin)."""
-        return self._execute(job_id, request, expected_version,
-                             lambda job: job.confirm_assignment(
-                                 request=request, assignment_id=assignment_id),
-                             staff_only=False)
+        return self._execute(job_id, request, expected_version, Job.confirm_assignment,
+                             assignment_id=assignment_id)
 
     def cancel_assignment(self, request: Request, job_id: UUID, assignment_id: UUID,
                           reason: str | None = None,
                           expected_version: int | None = None) -> Outcome:
         """Cancel one Pending or Confirmed assignment (unassign)."""
-        return self._execute(job_id, request, expected_version,
-                             lambda job: job.cancel_assignment(
-                                 request=request, assignment_id=assignment_id,
-                                 reason=reason))
+        return self._execute(job_id, request, expected_version, Job.cancel_assignment,
+                             assignment_id=assignment_id, reason=reason)
 
     def start_job(self, request: Request, job_id: UUID,
                   expected_version: int | None = None) -> Outcome:
         """Start an Assigned job: its Pending and Confirmed assignments go InProgress."""
-        return self._execute(job_id, request, expected_version,
-                             lambda job: job.start(request=request))
+        return self._execute(job_id, request, expected_version, Job.start)
 
     def complete_job(self, request: Request, job_id: UUID,
                      expected_version: int | None = None) -> Outcome:
         """Complete an InProgress job and its InProgress assignments."""
-        return self._execute(job_id, request, expected_version,
-                             lambda job: job.complete(request=request))
+        return self._execute(job_id, request, expected_version, Job.complete)
 
-    def cancel_job(self, request: Request, job_id: UUID, *,
-                   expected_version: int | None = None, **reasons: Any) -> Outcome:
-        """Cancel the job and every live assignment in one atomic append
-        (`reasons`: Job.cancel's `reason` and `reason_code`)."""
-        return self._execute(job_id, request, expected_version,
-                             lambda job: job.cancel(request=request, **reasons))
+    def cancel_job(self, request: Request, job_id: UUID, *, reason: str | None = None,
+                   reason_code: str = DEFAULT_REASON_CODE,
+                   expected_version: int | None = None) -> Outcome:
+        """Cancel the job and every live assignment in one atomic append."""
+        return self._execute(job_id, request, expected_version, Job.cancel,
+                             reason=reason, reason_code=reason_code)
 
     # Queries ---------------------------------------------------------------
 
@@ -192,13 +186,11 @@ class Dispatch(Application[UUID]):
         return Outcome(job, None, replayed=True) if job.replays(request) else None
 
     def _execute(self, job_id: UUID, request: Request, expected_version: int | None,
-                 command: Callable[[Job], Any], *, staff_only: bool = True) -> Outcome:
-        """Load, check, act, save; on a conflicting save, reload and run again.
-
-        The job's command enforces the staff rule; a staff-only command is also
-        refused before the job is read (Forbidden rather than NotFound, no read).
-        """
-        if staff_only:
+                 command: Callable[..., Any], **arguments: Any) -> Outcome:
+        """Load, check, run the job's `command`, save; on a conflicting save, reload
+        and run again. A command the domain marks staff-only is refused before the
+        job is read (Forbidden, not NotFound: nothing is learnt of the job)."""
+        if is_staff_only(command):
             request.actor.require_staff()
         for attempt in range(self.max_attempts):
             job = self._load(job_id)
@@ -208,7 +200,7 @@ class Dispatch(Application[UUID]):
                 return Outcome(job, None, replayed=True)
             if expected_version is not None and job.version != expected_version:
                 raise PreconditionFailed(job_id, expected_version, job.version)
-            command(job)
+            command(job, request=request, **arguments)
             try:
                 recordings = self._group_commit.save(job)
             except RecordConflictError:

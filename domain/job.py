@@ -13,19 +13,20 @@ from eventsourcing.domain import Aggregate, CanMutateAggregate, event
 
 from domain import errors
 from domain.values import (
+    DEFAULT_PRIORITY,
+    DEFAULT_REASON_CODE,
     DEFAULT_REGION,
     TERMINAL,
     Actor,
     Assignment,
     AssignmentStatus,
     JobStatus,
-    Priority,
-    ReasonCode,
     Refs,
     Request,
     ids_in,
     refs,
     require_period,
+    staff_only,
 )
 
 
@@ -58,12 +59,12 @@ class Job(Aggregate):
         Cancelled: type[Any]
 
     @classmethod
+    @staff_only
     def create(cls, *, request: Request, type: str, duration_minutes: int,
                window_start: datetime, window_end: datetime, region: str = DEFAULT_REGION,
-               priority: str = Priority.NORMAL, description: str | None = None,
+               priority: str = DEFAULT_PRIORITY, description: str | None = None,
                required_skills: Iterable[str] = (), location: dict[str, Any] | None = None,
                id: UUID | None = None) -> Job:
-        request.actor.require_staff()
         require_period(window_start, window_end, ("serviceWindow.start", "serviceWindow.end"),
                        errors.InvalidJob("The service window must end after it starts.",
                                          field="serviceWindow"))
@@ -91,9 +92,9 @@ class Job(Aggregate):
         self.created_at = self.updated_at = self.created_on
         self.idempotency: dict[str, str | None] = {}
 
+    @staff_only
     def assign(self, *, request: Request, contractor_id: UUID, start_utc: datetime,
                end_utc: datetime, assignment_id: UUID | None = None) -> UUID:
-        request.actor.require_staff()
         require_period(start_utc, end_utc, ("startUtc", "endUtc"),
                        errors.InvalidJob("endUtc must be after startUtc.", field="endUtc"))
         if self.is_terminal:
@@ -128,9 +129,9 @@ class Job(Aggregate):
                  timestamp: datetime | None = None) -> None:
         self.set_assignment_status([assignment_id], AssignmentStatus.CONFIRMED, timestamp)
 
+    @staff_only
     def cancel_assignment(self, *, request: Request, assignment_id: UUID,
                           reason: str | None = None) -> None:
-        request.actor.require_staff()
         assignment = self.assignment(assignment_id)
         if self.is_terminal or not assignment.is_unstarted:
             raise self._refusal(errors.AssignmentNotCancellable, (
@@ -149,8 +150,8 @@ class Job(Aggregate):
         self.set_assignment_status([assignment_id], AssignmentStatus.CANCELLED, timestamp)
         self.status = job_status
 
+    @staff_only
     def start(self, *, request: Request) -> None:
-        request.actor.require_staff()
         ready = [a for a in self.assignments if a.is_unstarted]
         if self.status != JobStatus.ASSIGNED or not ready:
             raise self._refusal(errors.InvalidTransition, (
@@ -164,8 +165,8 @@ class Job(Aggregate):
         self.set_assignment_status(ids_in(assignments), AssignmentStatus.IN_PROGRESS, timestamp)
         self.status = JobStatus.IN_PROGRESS
 
+    @staff_only
     def complete(self, *, request: Request) -> None:
-        request.actor.require_staff()
         if self.status != JobStatus.IN_PROGRESS:
             raise self._refusal(errors.InvalidTransition,
                                 f"A {self.status} job cannot be completed; it must be InProgress.")
@@ -178,10 +179,10 @@ class Job(Aggregate):
         self.set_assignment_status(ids_in(assignments), AssignmentStatus.COMPLETED, timestamp)
         self.status = JobStatus.COMPLETED
 
+    @staff_only
     def cancel(self, *, request: Request, reason: str | None = None,
-               reason_code: str = ReasonCode.OTHER) -> None:
+               reason_code: str = DEFAULT_REASON_CODE) -> None:
         """Cancel the job and each live assignment: n + 1 events, appended together."""
-        request.actor.require_staff()
         if self.status == JobStatus.COMPLETED:
             raise self._refusal(errors.JobCompleted, "A completed job cannot be cancelled.")
         if self.status == JobStatus.CANCELLED:

@@ -6,11 +6,12 @@ Everything here is plain data with its own rules; the Job aggregate
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from domain.errors import Forbidden, InvalidJob
@@ -33,7 +34,7 @@ class AssignmentStatus(StrEnum):
 
 
 class Priority(StrEnum):
-    NORMAL = "Normal"  # the default
+    NORMAL = "Normal"
     HIGH = "High"
     RUSH = "Rush"
 
@@ -43,7 +44,7 @@ class ReasonCode(StrEnum):
     CONTRACTOR_UNAVAILABLE = "ContractorUnavailable"
     WEATHER = "Weather"
     DUPLICATE = "Duplicate"
-    OTHER = "Other"  # the default
+    OTHER = "Other"
 
 
 class Role(StrEnum):
@@ -54,6 +55,10 @@ class Role(StrEnum):
 
 DEFAULT_REGION = "Default"
 """The region of a job created without one."""
+DEFAULT_PRIORITY = Priority.NORMAL
+"""The priority of a job created without one."""
+DEFAULT_REASON_CODE = ReasonCode.OTHER
+"""The reason code of a cancel that gives none."""
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.CANCELLED})
 UNSTARTED = frozenset({AssignmentStatus.PENDING, AssignmentStatus.CONFIRMED})
@@ -112,6 +117,27 @@ class Actor:
         return self.contractor_id or NO_CONTRACTOR
 
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def staff_only(command: Command) -> Command:
+    """The staff rule on a command that takes `request=`: only a Dispatcher or an
+    Admin may run it. The application reads the mark (`is_staff_only`) to refuse
+    before it reads anything."""
+
+    @functools.wraps(command)
+    def checked(*args: Any, request: Request, **kwargs: Any) -> Any:
+        request.actor.require_staff()
+        return command(*args, request=request, **kwargs)
+
+    checked.staff_only = True  # type: ignore[attr-defined]
+    return cast(Command, checked)
+
+
+def is_staff_only(command: Callable[..., Any]) -> bool:
+    return bool(getattr(command, "staff_only", False))
+
+
 @dataclass(frozen=True)
 class Request:
     """The request behind a command; stored with every event it causes."""
@@ -166,6 +192,8 @@ def ids_in(refs: Refs) -> list[UUID]:
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
 """The instants a job may name: every reader can bring them to UTC and back."""
+INSTANT_RANGE = f"{EARLIEST:%Y-%m-%dT%H:%M:%SZ} and {LATEST:%Y-%m-%dT%H:%M:%SZ}"
+"""EARLIEST and LATEST as the messages name them."""
 
 
 def require_instant(value: datetime, name: str) -> None:
@@ -173,8 +201,7 @@ def require_instant(value: datetime, name: str) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidJob(f"{name} must carry a UTC offset.", field=name)
     if not EARLIEST <= value <= LATEST:
-        raise InvalidJob(f"{name} must fall between 1970-01-01T00:00:00Z and "
-                         "9999-12-30T23:59:59Z.", field=name)
+        raise InvalidJob(f"{name} must fall between {INSTANT_RANGE}.", field=name)
 
 
 def require_period(start: datetime, end: datetime, names: tuple[str, str],

@@ -7,7 +7,14 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from domain.values import EARLIEST, LATEST, ReasonCode
+from domain.values import (
+    DEFAULT_PRIORITY,
+    DEFAULT_REASON_CODE,
+    DEFAULT_REGION,
+    EARLIEST,
+    INSTANT_RANGE,
+    LATEST,
+)
 from web.schemas import (
     JOB_STATUSES,
     PRIORITIES,
@@ -27,7 +34,7 @@ def aware_datetime(**kwargs: Any) -> fields.Field:
     return fields.AwareDateTime(
         format="iso", default_timezone=None,
         validate=validate.Range(min=EARLIEST, max=LATEST, error=(
-            "Must fall between 1970-01-01T00:00:00Z and 9999-12-30T23:59:59Z.")),
+            f"Must fall between {INSTANT_RANGE}.")),
         **kwargs)
 
 
@@ -56,8 +63,9 @@ class JobCreateSchema(Strict):
     duration_minutes = fields.Integer(data_key="durationMinutes", required=True,
                                       strict=True,
                                       validate=validate.Range(min=1, max=MAX_MINUTES))
-    priority = fields.String(load_default="Normal", validate=validate.OneOf(PRIORITIES))
-    region = Trimmed(load_default="Default", validate=validate.Length(min=1, max=100))
+    priority = fields.String(load_default=DEFAULT_PRIORITY.value,
+                             validate=validate.OneOf(PRIORITIES))
+    region = Trimmed(load_default=DEFAULT_REGION, validate=validate.Length(min=1, max=100))
     required_skills = fields.List(Trimmed(validate=validate.Length(min=1, max=100)),
                                   data_key="requiredSkills", load_default=list,
                                   validate=validate.Length(max=50))
@@ -98,7 +106,7 @@ class OptionalBody(Strict):
 
 class CancelSchema(OptionalBody):
     reason = reason_field()
-    reason_code = fields.String(data_key="reasonCode", load_default=ReasonCode.OTHER.value,
+    reason_code = fields.String(data_key="reasonCode", load_default=DEFAULT_REASON_CODE.value,
                                 validate=validate.OneOf(REASON_CODES))
 
 
