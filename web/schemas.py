@@ -44,7 +44,10 @@ class Resource(ma.Schema):
 
     That is marshmallow's dump without the accessor calls around each field,
     which cost more than the conversions here. So response schemas use no
-    dump_default, dotted attribute or dump hook (they would be skipped).
+    dump_default or dotted attribute, and a nested one no dump hook (they would
+    be skipped). It leans on two private names of marshmallow 4.4 (pinned to that
+    minor): `Schema._serialize`, which `dump` calls, and `Field._CHECK_ATTRIBUTE`;
+    tests/web/test_job_responses.py holds the resulting JSON, field by field.
     """
 
     def _serialize(self, obj: Any, *, many: bool = False) -> Any:
