@@ -127,7 +127,7 @@ class Job(Aggregate):
     @event("AssignmentConfirmed", topic="smartscheduler.AssignmentConfirmed")
     def _confirm(self, request: dict[str, Any], assignment_id: UUID, contractor_id: UUID,
                  timestamp: datetime | None = None) -> None:
-        self.set_assignment_status([assignment_id], AssignmentStatus.CONFIRMED, timestamp)
+        self._set_assignment_status([assignment_id], AssignmentStatus.CONFIRMED, timestamp)
 
     @staff_only
     def cancel_assignment(self, *, request: Request, assignment_id: UUID,
@@ -147,7 +147,7 @@ class Job(Aggregate):
     def _cancel_assignment(self, request: dict[str, Any], assignment_id: UUID,
                            contractor_id: UUID, reason: str | None, job_status: str,
                            timestamp: datetime | None = None) -> None:
-        self.set_assignment_status([assignment_id], AssignmentStatus.CANCELLED, timestamp)
+        self._set_assignment_status([assignment_id], AssignmentStatus.CANCELLED, timestamp)
         self.status = job_status
 
     @staff_only
@@ -162,7 +162,7 @@ class Job(Aggregate):
     @event("Started", topic="smartscheduler.JobStarted")
     def _start(self, request: dict[str, Any], assignments: Refs,
                timestamp: datetime | None = None) -> None:
-        self.set_assignment_status(ids_in(assignments), AssignmentStatus.IN_PROGRESS, timestamp)
+        self._set_assignment_status(ids_in(assignments), AssignmentStatus.IN_PROGRESS, timestamp)
         self.status = JobStatus.IN_PROGRESS
 
     @staff_only
@@ -176,7 +176,7 @@ class Job(Aggregate):
     @event("Completed", topic="smartscheduler.JobCompleted")
     def _complete(self, request: dict[str, Any], assignments: Refs,
                   timestamp: datetime | None = None) -> None:
-        self.set_assignment_status(ids_in(assignments), AssignmentStatus.COMPLETED, timestamp)
+        self._set_assignment_status(ids_in(assignments), AssignmentStatus.COMPLETED, timestamp)
         self.status = JobStatus.COMPLETED
 
     @staff_only
@@ -233,7 +233,7 @@ class Job(Aggregate):
                       **kwargs: Any) -> None:  # every event after Created: see Event
         super().trigger_event(event_class, region=self.region, **kwargs)
 
-    def set_assignment_status(self, ids: Collection[UUID], status: str,
+    def _set_assignment_status(self, ids: Collection[UUID], status: str,
                               when: datetime | None) -> None:
         for assignment in self.assignments:
             if assignment.id in ids:

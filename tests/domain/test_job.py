@@ -716,7 +716,7 @@ def test_cancel_leaves_a_completed_assignment_alone():
     # No command can leave a Completed assignment on a live job, so set one up
     # through the aggregate's own state-changing helper to check the filter.
     job, (done, live) = assigned_job(2)
-    job.set_assignment_status([done], AssignmentStatus.COMPLETED, NOW)
+    job._set_assignment_status([done], AssignmentStatus.COMPLETED, NOW)
     job.collect_events()
 
     job.cancel(request=request())
