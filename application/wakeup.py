@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 APPENDED = "appended"
 ADVANCED = "advanced"
-CHANNELS = (APPENDED, ADVANCED)
 
 SUFFIX = "-wakeup"
 """The directory's name: the database file's, with this appended."""
