@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 
 from application.settings import Settings
-from smartscheduler.launch import HOST, NotReady, serve, stop
+from smartscheduler.launch import (
+    HOST,
+    NotReady,
+    answers,
+    launch,
+    serve,
+    service_env,
+    smartscheduler,
+    stop,
+)
 from web.auth import mint_token
 
 __all__ = ["JWT_SECRET", "STARTUP_TIMEOUT", "Client", "Reply", "Server", "start_server",
@@ -108,16 +117,25 @@ class Server:
 
 def start_server(database_url: str, workdir: Path, *,
                  env: Mapping[str, str] | None = None, name: str = "server",
-                 args: Sequence[str] = ()) -> Server:
+                 args: Sequence[str] = (), port: int | None = None) -> Server:
     """`python -m smartscheduler serve` on a free port; returns once /healthz answers.
 
     `env` adds SMARTSCHEDULER_* settings (Redis is off unless it names one);
     `name` names the log, `<workdir>/<name>.log`, so servers can share a workdir;
-    `args` are more options of `serve` (`--workers 1`, `--threads 4`).
+    `args` are more options of `serve` (`--workers 1`, `--threads 4`); `port`
+    asks for that port instead of a free one (a server started again where a
+    stopped one was, for the clients that were connected to it).
     """
+    log_path = workdir / f"{name}.log"
     try:
-        launched = serve(database_url, JWT_SECRET, workdir / f"{name}.log", settings=env,
-                         args=args, cwd=workdir, timeout=STARTUP_TIMEOUT)
+        if port is None:
+            launched = serve(database_url, JWT_SECRET, log_path, settings=env, args=args,
+                             cwd=workdir, timeout=STARTUP_TIMEOUT)
+        else:
+            launched = launch(
+                smartscheduler("serve", "--host", HOST, "--port", str(port), *args),
+                log_path, env=service_env(database_url, JWT_SECRET, env), cwd=workdir,
+                port=port, ready=answers("/healthz"), timeout=STARTUP_TIMEOUT)
     except NotReady as error:
         pytest.fail(str(error))
     return Server(HOST, launched.port, database_url, launched.log_path, launched.process)

@@ -4,7 +4,11 @@ pytest-playwright, against a real server process (`tests.e2e.servers`).
 Without /usr/bin/chromium the browser tests skip with the reason, unless
 SMARTSCHEDULER_REQUIRE_SERVICES=1 (as in CI, whose .ci/run installs it).
 Every page a test opens is watched: a console error or an uncaught exception
-fails the test at teardown.
+fails the test at teardown, and so does a 4xx answer to the page (Chromium
+logs each as a console error) unless the test declares it with
+`@pytest.mark.console_problems(412, ...)`, which it must then provoke: a
+normal flow (signing in, the board, a job, a past version, a contractor's
+home, the dialogs) causes none.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ import pytest
 
 from tests.e2e.console.support import CHROMIUM, Console, chromium_or_skip
 from tests.e2e.servers import Server, start_server, stop
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "console_problems(*statuses): the 4xx answers a browser test provokes "
+                   "on purpose (each must occur; any other fails the test)")
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +70,15 @@ def console(browser: Any, console_server: Server, request: pytest.FixtureRequest
 
     yield open_context
     errors = [error for watched in opened for error in watched.errors]
+    statuses = [status for watched in opened for status in watched.problem_statuses()]
     for watched in opened:
         watched.context.close()
     assert not errors, f"console errors: {errors}"
+    marker = request.node.get_closest_marker("console_problems")
+    declared = set(marker.args) if marker else set()
+    undeclared = [status for status in statuses if status not in declared]
+    assert not undeclared, f"4xx answers in a normal flow: {undeclared}"
+    assert declared <= set(statuses), f"declared, never seen: {declared - set(statuses)}"
 
 
 @pytest.hookimpl(wrapper=True)

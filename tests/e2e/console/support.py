@@ -20,7 +20,7 @@ from tests.web.support import job_body
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 SERIOUS = {"serious", "critical"}
-HANDLED = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d ")
+HANDLED = re.compile(r"Failed to load resource: the server responded with a status of (4\d\d) ")
 
 
 def chromium_or_skip() -> None:
@@ -49,11 +49,18 @@ class Console:
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
         return page
 
+    def problem_statuses(self) -> list[int]:
+        """The status of each 4xx answer the pages got, in order."""
+        return [int(found.group(1)) for text in self.problems
+                if (found := HANDLED.match(text))]
+
     def _console(self, page: Any, message: Any) -> None:
         """Chromium logs every 4xx answer to fetch as an error; those are the
-        API's problems, which the page shows (tests check the alerts). Any
-        other error of the console's pages, a 5xx included, counts (not those
-        of another site's page, such as an identity provider's)."""
+        API's problems, which the page shows (tests check the alerts), kept in
+        `problems` (a normal flow has none: the `console` fixture fails a test
+        with any it did not declare). Any other error of the console's pages, a
+        5xx included, counts (not those of another site's page, such as an
+        identity provider's)."""
         if message.type != "error" or not page.url.startswith(self.server.base_url):
             return
         if HANDLED.match(message.text):
