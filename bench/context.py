@@ -26,7 +26,8 @@ from application.dispatch import Dispatch
 from application.persistence import eventsourcing_env, prepare_database
 from domain.job import Job
 from domain.values import Actor, Request
-from projections.views import DispatchViews, views_for
+from projections.backends import views_for
+from projections.store import DispatchViews
 
 EVENTS_PER_JOB = 2  # Created + AssignmentCreated
 SEED_BATCH = 500  # jobs per save() while seeding

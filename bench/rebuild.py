@@ -1,6 +1,6 @@
 """`rebuild`: replaying the whole log into the read models, against reading it.
 
-Ours: `projections.runner.rebuild(app, views)` as shipped (projections.rebuild:
+Ours: `projections.rebuild.rebuild(app, views)` as shipped (projections.rebuild:
 batches of 10,000 events decoded only as far as the read models need, their
 writes folded per row and written in one transaction each, with their tracking
 record, to new tables beside the live ones, then the switch that makes them
@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.context import Context
 from bench.registry import Row, Timing, register, timed
-from projections.runner import rebuild as rebuild_views
+from projections.rebuild import rebuild as rebuild_views
 
 TARGET = 0.5
 PAGE = 1000

@@ -1,4 +1,5 @@
-"""The read models' store on each backend: what SQLite and PostgreSQL do differently.
+"""The read models' store on each backend: what SQLite and PostgreSQL do differently,
+and which one an application's database gets (`views_for(factory)`).
 
 Each is the store (projections.store) mixed into the library's tracking
 recorder of its backend, so the read models' tables live, and commit, with
@@ -13,12 +14,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from eventsourcing.persistence import Notification
-from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTrackingRecorder
+from eventsourcing.persistence import InfrastructureFactory, Notification
+from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory, SQLiteTrackingRecorder
 
-from projections import assignments, jobs, status
+from projections import assignments, jobs
 from projections.batches import Params
+from projections.following import status
 from projections.log import EventLog
 from projections.store import DispatchViews
 
@@ -129,6 +131,19 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
         c.execute(f"LOCK TABLE {self._table(jobs.TABLE)}, "
                   f"{self._table(assignments.TABLE)} IN ACCESS EXCLUSIVE MODE")
         return super()._lock_for_switch(c)
+
+
+def views_for(factory: InfrastructureFactory[Any]) -> DispatchViews:
+    """The read models in the database of the given application's factory."""
+    view: Any
+    if isinstance(factory, SQLiteFactory):
+        view = factory.tracking_recorder(SQLiteDispatchViews)
+    elif isinstance(factory, PostgresFactory):
+        view = factory.tracking_recorder(PostgresDispatchViews)
+    else:
+        raise TypeError(f"No read models for {type(factory).__name__}")
+    assert isinstance(view, DispatchViews)
+    return view
 
 
 def _without_nul(value: Any) -> Any:

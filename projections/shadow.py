@@ -1,9 +1,13 @@
-"""Rebuilding the read models beside the live ones, then switching them in.
+"""The store's shadow tables, for a rebuild beside the live read models, and the
+switch that makes them live.
 
-A rebuild (projections.rebuild) writes into a shadow: the same tables under
-other names (SHADOW_SUFFIX), with a tracking position of their own. `switch`
-makes them the live tables in one transaction, losing nothing that the
-runners applied to the live tables meanwhile.
+Part of the store (projections.store): `DispatchViews.shadow`, `create_empty`
+and `switch_to` are these functions, which work on the store's own transactions
+and SQL, and the backends (projections.backends) say how the switch keeps the
+runners out. A rebuild (projections.rebuild) writes into a shadow: the same
+tables under other names (SHADOW_SUFFIX), with a tracking position of their
+own. `switch` makes them the live tables in one transaction, losing nothing that
+the runners applied to the live tables meanwhile.
 """
 
 from __future__ import annotations

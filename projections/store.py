@@ -5,10 +5,11 @@ tracking position of its last event, so an event is applied exactly once: a
 redelivered one fails the tracking insert and the whole transaction rolls back.
 
 The store also wakes the requests waiting for a position (`wait_for`), keeps
-the followers' failures (projections.status), and runs the read models'
-queries (projections.jobs, projections.assignments) in a transaction of its
-own. Rebuilding beside the live tables is projections.shadow; what SQLite and
-PostgreSQL do differently is projections.backends.
+the followers' failures (projections.following.status), and runs the read
+models' queries (projections.jobs, projections.assignments) in a transaction of
+its own. The shadow tables a rebuild writes, and the switch that makes them
+live, are projections.shadow; what SQLite and PostgreSQL do differently is
+projections.backends.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
-from projections import assignments, jobs, shadow, status
+from projections import assignments, jobs, shadow
 from projections.assignments import AssignmentReadModel, AssignmentRecord
 from projections.batches import Params, grouped, statements
+from projections.following import status
+from projections.following.status import Failure
 from projections.jobs import JobReadModel, JobRecord
 from projections.log import EventLog
 from projections.query import Page
-from projections.status import Failure
 
 TRACKING_NAME = "Dispatch"
 
@@ -165,7 +167,7 @@ class DispatchViews:
     def count_jobs(self) -> int:
         return self.list_jobs(page_size=1).total
 
-    # The followers' failures (projections.status) ----------------------------
+    # The followers' failures (projections.following.status) ------------------
 
     def record_failure(self, name: str, failure: Failure | None) -> None:
         """Record a follower's failure; None when it has moved on."""

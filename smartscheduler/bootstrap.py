@@ -13,12 +13,13 @@ from application.persistence import eventsourcing_env, size_pool, storage_lock
 from application.settings import Settings
 from application.sqlite import SQLiteApplicationRecorder
 from application.wakeup import ADVANCED, APPENDED, Wakeup, wakeup_for
-from projections.hub import Hub
-from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
-from projections.relay import Relay
-from projections.runner import ViewsRunner
-from projections.status import Watch
-from projections.views import DispatchViews, views_for
+from projections.backends import views_for
+from projections.following.runner import ViewsRunner
+from projections.following.status import Watch
+from projections.realtime.hub import Hub
+from projections.realtime.relay import TRACKING_NAME as RELAY_TRACKING_NAME
+from projections.realtime.relay import Relay
+from projections.store import DispatchViews
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -95,7 +95,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from projections.runner import rebuild
+    from projections.rebuild import rebuild
 
     services = build_services(settings, run_projections=False)
     try:

@@ -4,7 +4,7 @@ On an SQLite file the HTTP workers only serve; one more child of the arbiter, th
 followers process, keeps the read models and runs the relay (the same code as
 `smartscheduler projections run` and `relay`: `smartscheduler.following`). The
 arbiter (`smartscheduler.arbiter.ServerArbiter`) calls `Followers` to start it,
-reap it, start it again after a back-off when it dies (`projections.backoff`:
+reap it, start it again after a back-off when it dies (`projections.following.backoff`:
 FOLLOWERS_BACKOFF), and stop it with the server. Each follower resumes from its
 recorded position, so a restart loses and doubles nothing.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from gunicorn import util
 
 from application.settings import Settings
-from projections.backoff import Backoff
+from projections.following.backoff import Backoff
 
 if TYPE_CHECKING:
     from smartscheduler.arbiter import ServerArbiter

@@ -17,7 +17,7 @@ from typing import Any
 
 from application.persistence import redacted
 from application.settings import Settings
-from projections.follower import LogFollower
+from projections.following.follower import LogFollower
 from smartscheduler.bootstrap import Services, build_services
 
 log = logging.getLogger("smartscheduler")

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Blueprint, current_app
 from flask.blueprints import BlueprintSetupState
 
-from projections.status import describe_error
+from projections.following.status import describe_error
 
 blp = Blueprint("health", __name__)
 
@@ -150,7 +150,7 @@ def readiness(services: Any, probes: dict[str, Probe]) -> dict[str, Any]:
                                 "position": position, "lag": lag}
     if store is not None:
         # Wherever they run: a follower stuck on one error, or not moving while
-        # behind, for SMARTSCHEDULER_STUCK_AFTER seconds (projections.status).
+        # behind, for SMARTSCHEDULER_STUCK_AFTER seconds (projections.following.status).
         followers = store["followers"]
         stuck = [f["name"] for f in followers if f["status"] == "stuck"]
         checks["followers"] = {"status": "failing" if stuck else "ok", "stuck": stuck,

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from projections.hub import Envelope
+from projections.realtime.hub import Envelope
 from web.pumped import Stream, StreamSubscriber
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from projections.hub import Envelope, Subscriber
+from projections.realtime.hub import Envelope, Subscriber
 
 if TYPE_CHECKING:
     from web.pump import Pump

@@ -21,8 +21,8 @@ from typing import Any
 from gunicorn import util
 from gunicorn.http.errors import LimitRequestHeaders
 
-from projections.backoff import Backoff
-from projections.hub import Hub
+from projections.following.backoff import Backoff
+from projections.realtime.hub import Hub
 from web.access_log import AccessLogInThread
 from web.events.resources import encode_event
 from web.intake import ReadAheadWorker

@@ -42,7 +42,7 @@ from application.persistence import eventsourcing_env, storage_lock
 from application.postgres import PostgresApplicationRecorder
 from application.postgres_settled import REPOLL_MAX
 from application.settings import Settings
-from projections.runner import ViewsRunner
+from projections.following.runner import ViewsRunner
 from smartscheduler.bootstrap import build_dispatch, build_services
 from tests.factories import job_fields, request, slot
 from tests.services import POSTGRES_URL, postgres_schema_url

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from application.settings import Settings
-from projections.relay import STREAM
-from projections.relay import TRACKING_NAME as RELAY_TRACKING_NAME
-from projections.runner import rebuild
+from projections.realtime.relay import STREAM
+from projections.realtime.relay import TRACKING_NAME as RELAY_TRACKING_NAME
+from projections.rebuild import rebuild
 from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.processes import children
 from tests.e2e.servers import Client, Server, start_server, stop

@@ -24,7 +24,7 @@ from uuid import uuid4
 
 import pytest
 
-from projections.relay import STREAM
+from projections.realtime.relay import STREAM
 from smartscheduler.launch import Launched, NotReady, launch, logged, smartscheduler
 from tests.e2e.servers import (
     JWT_SECRET,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from application.settings import Settings
-from projections.relay import CHANNEL_PREFIX, STREAM
+from projections.realtime.relay import CHANNEL_PREFIX, STREAM
 from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.processes import sigterm
 from tests.e2e.servers import STARTUP_TIMEOUT, Server, start_server, stop

@@ -7,7 +7,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from application.dispatch import Dispatch, Outcome
-from projections.views import DispatchViews, Page
+from projections.query import Page
+from projections.store import DispatchViews
 from tests.factories import job_fields, request, slot
 from tests.resources import resource, resources
 

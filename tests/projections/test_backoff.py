@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.backoff import FIRST, OUTAGE_BACKOFF, Backoff
+from projections.following.backoff import FIRST, OUTAGE_BACKOFF, Backoff
 
 
 def test_waits_double_from_the_first_up_to_the_limit():

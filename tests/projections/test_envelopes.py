@@ -10,7 +10,7 @@ import pytest
 from application.settings import Settings
 from domain.catalog import event_data, event_type, format_time
 from domain.job import Job
-from projections.envelopes import contractors_of, envelope, groups_of, region_of
+from projections.realtime.envelopes import contractors_of, envelope, groups_of, region_of
 from smartscheduler.bootstrap import build_dispatch
 from tests.factories import (
     cancelled_job_with_two_assignments,

@@ -19,9 +19,9 @@ from eventsourcing import utils
 
 from domain.catalog import audit_record
 from domain.job import Job
-from projections.envelopes import envelope
-from projections.runner import rebuild
-from projections.status import Watch
+from projections.following.status import Watch
+from projections.realtime.envelopes import envelope
+from projections.rebuild import rebuild
 from smartscheduler.bootstrap import Services
 from tests.factories import job_fields, request, store_unknown_event
 from tests.resources import resource

@@ -23,11 +23,13 @@ from psycopg.sql import SQL, Identifier
 from application.dispatch import Dispatch
 from application.settings import Settings
 from projections import jobs
-from projections.hub import Hub, Subscriber, read_log
-from projections.reader import LogReader
-from projections.relay import STREAM, Relay, channel
-from projections.runner import ViewsRunner
-from projections.views import DispatchViews, views_for
+from projections.backends import views_for
+from projections.following.reader import LogReader
+from projections.following.runner import ViewsRunner
+from projections.realtime.feeds import read_log
+from projections.realtime.hub import Hub, Subscriber
+from projections.realtime.relay import STREAM, Relay, channel
+from projections.store import DispatchViews
 from smartscheduler.bootstrap import build_dispatch, redis_client
 from tests.factories import save_cancelled_job
 from tests.projections.support import all_job_ids, documents_newest_first, items, read_all

@@ -21,7 +21,9 @@ from application.settings import Settings
 from application.sqlite import SQLiteSubscription
 from domain.errors import DomainError
 from domain.values import Priority
-from projections.runner import ViewsRunner, decode, rebuild
+from projections.batches import decode
+from projections.following.runner import ViewsRunner
+from projections.rebuild import rebuild
 from smartscheduler.bootstrap import build_dispatch, build_services
 from tests.factories import job_fields, request, slot
 from tests.projections.support import (

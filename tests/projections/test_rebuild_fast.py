@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 from application.settings import Settings
 from domain.job import Job
 from projections import assignments, jobs
-from projections.rebuild_decode import Decoder
-from projections.rebuild_fold import JOB_ROW_INSERT, Writes
-from projections.rebuild_pages import read_pages, sqlite_pages
-from projections.rebuild_write import connect, sqlite_pool
-from projections.runner import rebuild
-from projections.views import grouped
+from projections.batches import grouped
+from projections.rebuild import rebuild
+from projections.rebuild.decode import Decoder
+from projections.rebuild.fold import JOB_ROW_INSERT, Writes
+from projections.rebuild.pages import read_pages, sqlite_pages
+from projections.rebuild.write import connect, sqlite_pool
 from smartscheduler.bootstrap import build_services
 from tests.factories import job_fields, request, slot
 from tests.projections.support import assign, create, jobs_in_every_state, read_all

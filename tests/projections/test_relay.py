@@ -23,9 +23,9 @@ from psycopg.sql import SQL, Identifier
 
 from application.dispatch import Dispatch
 from application.settings import Settings
-from projections.envelopes import contractors_of, region_of
-from projections.hub import read_log
-from projections.relay import STREAM, TRACKING_NAME, Relay, channel
+from projections.realtime.envelopes import contractors_of, region_of
+from projections.realtime.feeds import read_log
+from projections.realtime.relay import STREAM, TRACKING_NAME, Relay, channel
 from smartscheduler.bootstrap import build_dispatch, redis_client
 from tests.factories import job_fields, request, save_cancelled_job
 from tests.redis_server import (

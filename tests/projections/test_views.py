@@ -10,7 +10,8 @@ from eventsourcing.persistence import IntegrityError
 
 from application.settings import Settings
 from domain.values import JobStatus, Priority
-from projections.runner import decode, rebuild
+from projections.batches import decode
+from projections.rebuild import rebuild
 from smartscheduler.bootstrap import build_services
 from tests.factories import request
 from tests.projections.support import (

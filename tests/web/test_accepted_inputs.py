@@ -45,9 +45,9 @@ from hypothesis.internal.conjecture import engine
 from werkzeug.test import TestResponse
 
 from application.settings import Settings
-from projections.envelopes import groups_of
-from projections.hub import read_log
-from projections.runner import rebuild
+from projections.realtime.envelopes import groups_of
+from projections.realtime.feeds import read_log
+from projections.rebuild import rebuild
 from smartscheduler.bootstrap import Services, create_app
 from tests.projections.support import read_all
 from tests.services import POSTGRES_URL

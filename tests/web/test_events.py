@@ -20,8 +20,8 @@ from flask import Flask
 
 from application.dispatch import Dispatch
 from application.settings import Settings
-from projections.envelopes import contractors_of
-from projections.hub import read_log
+from projections.realtime.envelopes import contractors_of
+from projections.realtime.feeds import read_log
 from smartscheduler.bootstrap import create_app
 from tests.factories import job_fields, request, save_cancelled_job, slot
 from tests.web.support import assert_problem, job_body

@@ -15,8 +15,9 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 
 from domain.errors import Forbidden
-from projections.envelopes import contractors_of, region_of
-from projections.hub import Envelope, Hub, read_log
+from projections.realtime.envelopes import contractors_of, region_of
+from projections.realtime.feeds import read_log
+from projections.realtime.hub import Envelope, Hub
 from web import http
 from web.docs import ApiBlueprint
 from web.problems import Problem

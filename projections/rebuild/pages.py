@@ -1,7 +1,7 @@
 """Reading the log for a rebuild, page by page, as `Stored` tuples.
 
 Part of the fast rebuild of the read models (`projections.rebuild`), which
-decodes each page (`projections.rebuild_decode`) while the previous one is
+decodes each page (`projections.rebuild.decode`) while the previous one is
 written. Three readers, one per kind of store: `read_pages`, through the
 recorder's `select_notifications` (any store); `sqlite_pages`, straight from an
 SQLite table with the `FIELDS` taken out by SQLite's JSON functions; and
@@ -19,7 +19,7 @@ from typing import Any
 from eventsourcing.persistence import DataError
 
 from projections.log import EventLog
-from projections.rebuild_fields import FIELDS, uuid_text
+from projections.rebuild.fields import FIELDS, uuid_text
 
 Stored = tuple[int, str, int, str, "bytes | str | None", "str | None"]
 """A stored event as the rebuild reads it: position, job id (canonical text),

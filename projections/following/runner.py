@@ -6,14 +6,11 @@ from collections.abc import Sequence
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from projections.batches import decode
-from projections.follower import LogFollower
+from projections.following.entries import Entry
+from projections.following.follower import LogFollower
+from projections.following.reader import LogReader
 from projections.log import EventLog
-from projections.reader import Entry, LogReader
-from projections.rebuild import RebuildResult, rebuild
 from projections.store import DispatchViews
-
-__all__ = ["RebuildResult", "ViewsRunner", "decode", "rebuild"]
 
 
 class ViewsRunner(LogFollower):

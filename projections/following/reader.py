@@ -28,8 +28,8 @@ so it relies on no density of ids (PostgreSQL may skip some).
 
 Here: `LogReader`, the consumers' side (taking from the window, or reading on
 their own). Its state and the thread that fills the window are its base's
-(`projections.reader_window`); the entries it hands out, decoded once, are
-`projections.entries`'.
+(`projections.following.window`); the entries it hands out, decoded once, are
+`projections.following.entries`'.
 """
 
 from __future__ import annotations
@@ -40,12 +40,9 @@ import time
 import weakref
 from typing import Any
 
-from projections.entries import Entry, batches
+from projections.following.entries import Entry
+from projections.following.window import Cursor, LogWindow
 from projections.log import EventLog
-from projections.reader_window import Cursor, LogWindow
-
-__all__ = ["Entry", "LogReader", "batches"]
-"""`Entry` and `batches` (projections.entries) as the followers import them."""
 
 
 class LogReader(LogWindow):

@@ -1,8 +1,8 @@
 """Where the realtime hub's envelopes come from: the event store, or Redis.
 
-Part of the realtime fan-out (`projections.hub`): a `Hub` has one feed. In the
+Part of the realtime fan-out (`projections.realtime.hub`): a `Hub` has one feed. In the
 embedded mode, `StoreFeed` follows the event store through the process's shared
-reader of the log (projections.reader), as one more follower beside the read
+reader of the log (projections.following.reader), as one more follower beside the read
 models and the relay. Between processes, `RedisFeed` follows the relay's Redis
 pub/sub, and fills in from the event store after a jump in positions or a quiet
 spell, so a dropped pub/sub message delays an event but never loses it.
@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from projections.backoff import Backoff
-from projections.envelopes import envelope
-from projections.follower import LogFollower
+from projections.following.backoff import Backoff
+from projections.following.entries import Entry
+from projections.following.follower import LogFollower
+from projections.following.reader import LogReader
 from projections.log import EventLog
-from projections.reader import Entry, LogReader
-from projections.relay import CHANNEL_PREFIX
+from projections.realtime.envelopes import envelope
+from projections.realtime.relay import CHANNEL_PREFIX
 
 if TYPE_CHECKING:
-    from projections.hub import Envelope, Hub
+    from projections.realtime.hub import Envelope, Hub
 
 log = logging.getLogger("projections.hub")  # the hub's, as it always was
 

@@ -1,8 +1,8 @@
 """A batch's writes to the read models, folded per row (`Writes`).
 
 Part of the fast rebuild of the read models (`projections.rebuild`): the
-decoder (`projections.rebuild_decode`) adds each event's rows and updates here,
-and the writers (`projections.rebuild_write`) run the folded groups, one
+decoder (`projections.rebuild.decode`) adds each event's rows and updates here,
+and the writers (`projections.rebuild.write`) run the folded groups, one
 executemany or one statement per table and kind, instead of one statement per
 event. The effect is that of running the read models' statements
 (`jobs.statements`, `assignments.statements`) one by one.

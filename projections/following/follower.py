@@ -10,19 +10,18 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 
-from projections.backoff import OUTAGE_BACKOFF, Backoff
+from projections.following.backoff import OUTAGE_BACKOFF, Backoff
+from projections.following.entries import Entry
+from projections.following.reader import LogReader
+from projections.following.status import Failure, describe_error
 from projections.log import EventLog
-from projections.reader import Entry, LogReader, batches
-from projections.status import Failure, describe_error
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("projections.follower")  # the followers', as it always was
 
 
 POLL = 0.25
 """Seconds a follower reading on its own waits before looking again, when it
 found nothing new (only while the shared reader fails)."""
-
-__all__ = ["Entry", "EventFailed", "LogFollower", "batches", "event_type_of"]
 
 
 class FailureRecord(Protocol):
@@ -50,13 +49,13 @@ class LogFollower:
     and JSON decoded once for the whole process). The log is read through the
     process's `LogReader`, shared with the other followers of the same
     application: the follower gets what is after its own position, and reads on
-    its own while it is behind the others (projections.reader).
+    its own while it is behind the others (projections.following.reader).
 
     A failure is retried from the recorded position with a growing back-off, so
     the position stays honest and nothing is skipped. A batch that fails for a
     reason other than the infrastructure is applied again one event at a time,
     up to the event that fails: that event and the error are logged once, kept
-    in `failure` and recorded for every process to see (projections.status).
+    in `failure` and recorded for every process to see (projections.following.status).
     """
 
     name = "follower"

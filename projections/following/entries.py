@@ -2,7 +2,7 @@
 made once, whoever asks first.
 
 The followers of a process (the read models, the relay, the realtime hub) share
-one reader of the log (`projections.reader`), which hands each of them the same
+one reader of the log (`projections.following.reader`), which hands each of them the same
 `Entry` objects: the domain event is decoded by the shared `Decoder` at most
 once per entry, and the envelope the relay publishes and the hub delivers is
 made once for both. `batches` groups what a subscription has already fetched,
@@ -15,10 +15,11 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Mapper, Notification
 
-from projections.envelopes import envelope
+from projections.realtime.envelopes import envelope
 
 _UNSET: Any = object()
 
@@ -37,7 +38,7 @@ def batches(subscription: Any, max_size: int) -> Iterator[list[Notification]]:
 class Decoder:
     """Decodes entries for every consumer of a process, each entry once."""
 
-    def __init__(self, mapper: Any) -> None:
+    def __init__(self, mapper: Mapper[UUID]) -> None:
         self.mapper = mapper
         self.lock = threading.Lock()
         self.decoded = 0
@@ -71,7 +72,7 @@ class Entry:
 
     @property
     def envelope(self) -> dict[str, Any]:
-        """The published envelope (projections.envelopes)."""
+        """The published envelope (projections.realtime.envelopes)."""
         event = self.event  # outside `_once`: its lock is not re-entrant
         return self._once("_envelope",  # type: ignore[no-any-return]
                           lambda: envelope(event, self.id))

@@ -1,7 +1,7 @@
 """Writing a rebuild's batches into the shadow read models, per backend.
 
 Part of the fast rebuild of the read models (`projections.rebuild`): each batch
-of folded `Writes` (`projections.rebuild_fold`) is written in one transaction
+of folded `Writes` (`projections.rebuild.fold`) is written in one transaction
 with its tracking position, as the runner does. On SQLite they are written by a
 connection of the rebuild's own (`connect`) with `synchronous=NORMAL`: in WAL
 mode a crash or a power loss cannot corrupt the database with it (the WAL is
@@ -19,14 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from projections import assignments, jobs
-from projections.rebuild_fields import dumps
-from projections.rebuild_fold import (
+from projections.rebuild.fields import dumps
+from projections.rebuild.fold import (
     ASSIGNMENT_COLUMNS,
     JOB_COLUMNS,
     JOB_ROW_INSERT,
     JOB_ROW_UPDATE,
     Writes,
 )
+from projections.store import DispatchViews
 
 Writer = Callable[[Writes, int, int], None]
 """Writes one batch: its folded writes, and the positions of its first and last events."""
@@ -47,7 +48,7 @@ def connect(pool: Any) -> sqlite3.Connection:
     return connection
 
 
-def sqlite_writer(connection: sqlite3.Connection, shadow: Any) -> Writer:
+def sqlite_writer(connection: sqlite3.Connection, shadow: DispatchViews) -> Writer:
     def write(writes: Writes, first: int, last: int) -> None:
         cursor = connection.cursor()
         cursor.execute("BEGIN IMMEDIATE")
@@ -63,7 +64,7 @@ def sqlite_writer(connection: sqlite3.Connection, shadow: Any) -> Writer:
     return write
 
 
-def shadow_writer(shadow: Any) -> Writer:
+def shadow_writer(shadow: DispatchViews) -> Writer:
     """Through the read models' own transactions. On PostgreSQL each group of a
     batch is one statement that reads its rows from one JSON parameter (the
     rows encoded by Python's C encoder, parsed by the server): the server's

@@ -18,10 +18,11 @@ from typing import Any
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from projections.envelopes import envelope, groups_of
-from projections.follower import FailureRecord, LogFollower
+from projections.following.entries import Entry
+from projections.following.follower import FailureRecord, LogFollower
+from projections.following.reader import LogReader
 from projections.log import EventLog
-from projections.reader import Entry, LogReader
+from projections.realtime.envelopes import envelope, groups_of
 
 STREAM = "smartscheduler:events"
 CHANNEL_PREFIX = "smartscheduler:"

@@ -1,28 +1,27 @@
 """Rebuilding the read models: the whole log replayed into shadow tables, then
-switched in for the live ones in one transaction (`DispatchViews.switch_to`).
+switched in for the live ones in one transaction (`DispatchViews.switch_to`,
+projections.shadow).
 
-This module is the rebuild's orchestration (`rebuild`); the runner
-(`projections.runner`) and the CLI call it. A rebuild replays every event, so
-what each event costs is what it costs. What keeps it near a raw read of the
-log, module by module:
+Here is the rebuild's orchestration (`rebuild`, `RebuildResult`); the CLI
+(`smartscheduler projections rebuild`) calls it. A rebuild replays every event,
+so what each event costs is what it costs. What keeps it near a raw read of the
+log, module by module of this package:
 
-- `projections.rebuild_pages` reads the log page by page, as directly as each
-  backend allows (SQLite's JSON functions, PostgreSQL's server-side joins);
-- `projections.rebuild_decode` decodes each event only as far as the read
-  models need (`projections.rebuild_fields`): its stored JSON is parsed and the
-  rows are made from the few fields they hold, without building the domain
-  event. An event the fast path does not know exactly is decoded by the
-  application's mapper and goes through `jobs.statements` and
-  `assignments.statements`, as the runner does; the tests hold both paths to
-  the same rows for every kind of event;
-- `projections.rebuild_fold` folds the writes of a batch per row: a job created
-  and updated in the same batch is one INSERT of its final row, the other
-  updates of a row are one UPDATE. The effect is that of running the runner's
-  statements one by one;
-- `projections.rebuild_write` writes batches of 10,000 events, each in one
-  transaction with its tracking position, as the runner does, while the next
-  one is read and decoded (here, `_write_all`): each table's inserts and updates
-  are one executemany (SQLite, its own connection) or one statement (PostgreSQL).
+- `pages` reads the log page by page, as directly as each backend allows
+  (SQLite's JSON functions, PostgreSQL's server-side joins);
+- `decode` decodes each event only as far as the read models need (`fields`):
+  its stored JSON is parsed and the rows are made from the few fields they
+  hold, without building the domain event. An event the fast path does not
+  know exactly is decoded by the application's mapper and goes through
+  `jobs.statements` and `assignments.statements`, as the runner does; the tests
+  hold both paths to the same rows for every kind of event;
+- `fold` folds the writes of a batch per row: a job created and updated in the
+  same batch is one INSERT of its final row, the other updates of a row are one
+  UPDATE. The effect is that of running the runner's statements one by one;
+- `write` writes batches of 10,000 events, each in one transaction with its
+  tracking position, as the runner does, while the next one is read and decoded
+  (here, `_write_all`): each table's inserts and updates are one executemany
+  (SQLite, its own connection) or one statement (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -32,21 +31,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from projections.log import EventLog
-from projections.rebuild_decode import Decoder
-from projections.rebuild_fold import Writes
-from projections.rebuild_pages import Stored, postgres_pages, read_pages, sqlite_pages
-from projections.rebuild_write import (
+from projections.rebuild.decode import Decoder
+from projections.rebuild.fold import Writes
+from projections.rebuild.pages import Stored, postgres_pages, read_pages, sqlite_pages
+from projections.rebuild.write import (
     Writer,
     connect,
     shadow_writer,
     sqlite_pool,
     sqlite_writer,
 )
+from projections.store import DispatchViews
 
 BATCH = 10_000
 """Events per transaction of a rebuild."""
@@ -64,7 +64,7 @@ class RebuildResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def rebuild(app: EventLog, views: Any, *, batch_size: int = BATCH,
+def rebuild(app: EventLog, views: DispatchViews, *, batch_size: int = BATCH,
             progress: Callable[[int, int], None] | None = None) -> RebuildResult:
     """Replay the whole log into new tables, then switch them in for the live ones.
 

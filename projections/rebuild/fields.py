@@ -5,7 +5,7 @@ Part of the fast rebuild of the read models (`projections.rebuild`): the
 stored JSON into exactly what the application's mapper and the read models'
 own statements would make of it (a time, a UUID, a scalar, a plain value).
 Whatever a check does not know exactly raises `Fallback`, and the event is
-decoded in full by the mapper instead (`projections.rebuild_decode`).
+decoded in full by the mapper instead (`projections.rebuild.decode`).
 """
 
 from __future__ import annotations

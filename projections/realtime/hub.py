@@ -3,12 +3,12 @@
 The hub hands every published envelope, in position order and once, to the
 local subscribers (the open event streams). Its source is the event store
 itself in the embedded mode (through the process's shared reader of the log,
-projections.reader, as one more follower beside the read models and the relay:
+projections.following.reader, as one more follower beside the read models and the relay:
 the envelopes the relay publishes are made once for both), or Redis pub/sub
 between processes; with Redis, a jump in positions or a quiet spell is filled
 in from the event store, so a dropped pub/sub message delays an event but never
 loses it. Those sources (`StoreFeed`, `RedisFeed`) and `read_log` are
-`projections.hub_feeds`; here are the subscribers and the fan-out.
+`projections.realtime.feeds`; here are the subscribers and the fan-out.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from projections.hub_feeds import RedisFeed, StoreFeed, read_log
+from projections.following.entries import Entry
+from projections.following.reader import LogReader
 from projections.log import EventLog
-from projections.reader import Entry, LogReader
-
-__all__ = ["Envelope", "Hub", "Subscriber", "read_log"]
+from projections.realtime.feeds import RedisFeed, StoreFeed, read_log
 
 Envelope = dict[str, Any]
 

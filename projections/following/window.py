@@ -1,6 +1,6 @@
 """The log reader's window of recent entries, and the thread that fills it.
 
-The base of `projections.reader.LogReader` (read that module's docstring
+The base of `projections.following.reader.LogReader` (read that module's docstring
 first): the reader's state (the window of entries after `low` up to `top`, the
 consumers' cursors, the condition they wait on), and its reading side: a thread
 that follows the log through the recorder's subscription, on demand, appending
@@ -16,12 +16,13 @@ import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
-from projections.backoff import Backoff
-from projections.entries import Decoder, Entry, batches
-from projections.status import describe_error
+from projections.following.backoff import Backoff
+from projections.following.entries import Decoder, Entry, batches
+from projections.following.status import describe_error
 
 log = logging.getLogger("projections.reader")  # the reader's, as it always was
 
@@ -49,7 +50,7 @@ class Cursor:
 class LogWindow:
     """The window of a `LogReader` and the thread that fills it (see above)."""
 
-    def __init__(self, recorder: Any, mapper: Any, *, window: int = WINDOW,
+    def __init__(self, recorder: ApplicationRecorder, mapper: Mapper[UUID], *, window: int = WINDOW,
                  page: int = PAGE, keep: int = KEEP) -> None:
         self.recorder = recorder
         self.decoder = Decoder(mapper)

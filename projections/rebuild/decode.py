@@ -1,10 +1,10 @@
 """Decoding stored events into the read models' writes, for a rebuild.
 
 Part of the fast rebuild of the read models (`projections.rebuild`): the
-`Decoder` turns each page of stored events (`projections.rebuild_pages`) into
-folded `Writes` (`projections.rebuild_fold`). An event it knows exactly is made
+`Decoder` turns each page of stored events (`projections.rebuild.pages`) into
+folded `Writes` (`projections.rebuild.fold`). An event it knows exactly is made
 into rows straight from the values of its stored `FIELDS`, one function per
-topic below, without building the domain event (`projections.rebuild_fields`);
+topic below, without building the domain event (`projections.rebuild.fields`);
 any other (another topic, an upcast, an encoding it does not expect, a cipher or
 a compressor) is decoded by the application's mapper and goes through
 `jobs.statements` and `assignments.statements`, as the runner does.
@@ -21,7 +21,7 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from domain.values import AssignmentStatus, JobStatus
 from projections import assignments, jobs
 from projections.log import EventLog
-from projections.rebuild_fields import (
+from projections.rebuild.fields import (
     FIELDS,
     Fallback,
     dumps,
@@ -33,8 +33,8 @@ from projections.rebuild_fields import (
     stored_time,
     stored_uuid,
 )
-from projections.rebuild_fold import Params, Writes
-from projections.rebuild_pages import Stored
+from projections.rebuild.fold import Params, Writes
+from projections.rebuild.pages import Stored
 
 _CREATED = str(JobStatus.CREATED)
 _IN_PROGRESS = str(JobStatus.IN_PROGRESS)
