@@ -17,6 +17,7 @@ from web import console, health, inputs, problems
 from web.auth import TokenVerifier
 from web.docs import ProblemApi, add_offline_docs
 from web.http import request_id
+from web.services import EXTENSION, Services
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ API_INFO = {
 }
 
 
-def create_app(settings: Settings, services: Any) -> Flask:
+def create_app(settings: Settings, services: Services) -> Flask:
     """The Flask app over `services` (a `smartscheduler.bootstrap.Services`: the
     Dispatch application, its read models and the realtime hub)."""
     if settings.uses_development_secret:
@@ -52,7 +53,7 @@ def create_app(settings: Settings, services: Any) -> Flask:
         MAX_CONTENT_LENGTH=inputs.MAX_BODY,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["smartscheduler"] = services
+    app.extensions[EXTENSION] = services
     app.extensions["smartscheduler.streams"] = threading.BoundedSemaphore(
         settings.max_streams)
     verifier = TokenVerifier(settings)

@@ -21,6 +21,7 @@ from flask import Blueprint, current_app
 from flask.blueprints import BlueprintSetupState
 
 from projections.following.status import describe_error
+from web.services import EXTENSION, Services, services
 
 blp = Blueprint("health", __name__)
 
@@ -73,7 +74,7 @@ class Probe:
             return None, {"status": "failing", "error": describe_error(error)}
 
 
-def _store_state(services: Any) -> dict[str, Any]:
+def _store_state(services: Services) -> dict[str, Any]:
     """Everything readiness reads from the store, read in the probe's thread (a
     check that needs the store reads it here, so that it is bounded too)."""
     head = services.app.head_position()
@@ -105,7 +106,7 @@ def _redis_ping(url: str) -> Callable[[], Any]:
 def _install(state: BlueprintSetupState) -> None:
     """The app's probes, made when the app is built (one of each per process)."""
     app = state.app
-    services = app.extensions["smartscheduler"]
+    services: Services = app.extensions[EXTENSION]
     probes = {"eventStore": Probe("eventStore", lambda: _store_state(services),
                                   PROBE_TIMEOUT)}
     if services.settings.redis_url:
@@ -124,14 +125,13 @@ def healthz() -> dict[str, Any]:
 def readyz() -> Any:
     """The event store answers (and takes writes), Redis answers when configured,
     the in-process read models are being kept, and no follower of the log is stuck."""
-    checks = readiness(current_app.extensions["smartscheduler"],
-                       current_app.extensions[PROBES])
+    checks = readiness(services(), current_app.extensions[PROBES])
     ready = all(check["status"] == "ok" for check in checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return body, 200 if ready else 503
 
 
-def readiness(services: Any, probes: dict[str, Probe]) -> dict[str, Any]:
+def readiness(services: Services, probes: dict[str, Probe]) -> dict[str, Any]:
     """Each check by name, with its status: the probes run all at once, each
     within its own timeout."""
     since = time.monotonic()

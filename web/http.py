@@ -19,6 +19,7 @@ from domain.values import Actor, Request
 from projections.store import DispatchViews
 from web import inputs
 from web.problems import Problem
+from web.services import services
 
 REQUEST_ID = re.compile(r"^[\x20-\x7e]{1,200}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -28,7 +29,7 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 def dispatch() -> Dispatch:
-    return current_app.extensions["smartscheduler"].app
+    return services().app
 
 
 def actor() -> Actor:
@@ -130,8 +131,8 @@ def caught_up_views() -> DispatchViews:
 
     So a list read right after a command sees it (read-your-writes), whoever asks.
     """
-    services = current_app.extensions["smartscheduler"]
-    head = services.app.head_position()
-    if not services.views.wait_for(head, services.settings.read_your_writes_timeout):
+    built = services()
+    head = built.app.head_position()
+    if not built.views.wait_for(head, built.settings.read_your_writes_timeout):
         current_app.logger.warning("Read models lag behind position %s", head)
-    return services.views
+    return built.views

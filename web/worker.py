@@ -28,6 +28,7 @@ from web.events.resources import encode_event
 from web.intake import ReadAheadWorker
 from web.pump import Pump
 from web.refusals import ErrorPageCapture, problem_reply, refusal_detail
+from web.services import EXTENSION, Services
 
 STREAM_SWEEP = 0.05
 """Seconds between sweeps that end event streams opened while the worker stops."""
@@ -157,9 +158,10 @@ class Worker(ReadAheadWorker):
         services = self._services()
         return services.hub if services is not None else None
 
-    def _services(self) -> Any:
+    def _services(self) -> Services | None:
         extensions = getattr(getattr(self, "flask_app", None), "extensions", None) or {}
-        return extensions.get("smartscheduler")
+        found: Services | None = extensions.get(EXTENSION)
+        return found
 
     def _close_services(self) -> None:
         services = self._services()

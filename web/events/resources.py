@@ -15,6 +15,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 
 from domain.errors import Forbidden
+from projections.log import EventLog
 from projections.realtime.envelopes import contractors_of, region_of
 from projections.realtime.feeds import read_log
 from projections.realtime.hub import Envelope, Hub
@@ -22,6 +23,7 @@ from web import http
 from web.docs import ApiBlueprint
 from web.problems import Problem
 from web.pump import StreamSubscriber, handoff_of
+from web.services import services
 
 MAX_POSITION = 2**63 - 1  # positions are 64-bit integers in either store
 
@@ -75,10 +77,11 @@ def _take_stream_slot() -> Callable[[], None]:
 def _event_stream(accepts: Callable[[Envelope], bool], after: int | None,
                   release: Callable[[], None]) -> Response:
     """The text/event-stream response: replayed from `after`, then live."""
-    services = current_app.extensions["smartscheduler"]
+    built = services()
+    assert built.hub is not None, "the composition root gives the web app a hub"
     return Response(
-        _stream(services.app, services.hub, accepts, after,
-                services.settings.sse_heartbeat,
+        _stream(built.app, built.hub, accepts, after,
+                built.settings.sse_heartbeat,
                 _client_gone(request.environ.get("gunicorn.socket")),
                 handoff=handoff_of(request.environ), release=release),
         mimetype="text/event-stream",
@@ -155,7 +158,7 @@ def _once(release: Callable[[], Any]) -> Callable[[], None]:
     return once
 
 
-def _stream(app: Any, hub: Hub, accepts: Callable[[Envelope], bool], after: int | None,
+def _stream(app: EventLog, hub: Hub, accepts: Callable[[Envelope], bool], after: int | None,
             heartbeat: float, client_gone: Callable[[], bool] = lambda: False, *,
             handoff: Callable[..., bool] | None = None,
             release: Callable[[], None] = lambda: None) -> Iterator[str]:
