@@ -3,14 +3,13 @@
 
 import { api, newKey } from "./api.js";
 import {
-  clearAlerts, closeDialog, fromLocalInput, h, liveAssignments, mountDialog, openDialog,
-  showError,
-  showProblem, statusBadge, toLocalInput, when, windowText,
+  actionsBar, assignmentsSection, CHANGED_LEAD, cancelImpact, cancellationSection, cancelSubject,
+  detailsSection, historySection, notLoaded, pastBanner,
+} from "./job-sections.js";
+import {
+  clearAlerts, closeDialog, fromLocalInput, h, mountDialog, openDialog, showError,
+  showProblem, statusBadge, toLocalInput,
 } from "./ui.js";
-
-const CANCELLABLE = new Set(["Created", "Assigned", "InProgress"]);
-const CHANGED_LEAD = "This job changed since you loaded it: the page now shows its latest "
-  + "version. Check it, then try again.";
 
 export function renderJob(ctx, jobId, versionParam) {
   let job = null;       // the current job
@@ -42,11 +41,6 @@ export function renderJob(ctx, jobId, versionParam) {
 
   function isPast() { return shown && job && shown.version !== job.version; }
 
-  function actionButton(label, id, allowed, onclick, kind = "") {
-    return h("button", { type: "button", class: `button ${kind}`, id, disabled: !allowed,
-                         onclick }, label);
-  }
-
   function render() {
     const focusedId = document.activeElement && document.activeElement.id;
     const focusInMain = ctx.main.contains(document.activeElement)
@@ -54,102 +48,16 @@ export function renderJob(ctx, jobId, versionParam) {
     document.title = `${job.type} · SmartScheduler`;
     const view = shown;
     const past = isPast();
-    const live = liveAssignments(view);
     const status = view.status;
     const canAct = !past;
-    const hasStartable = live.some((a) => a.status === "Pending" || a.status === "Confirmed");
-
-    const actions = h("div", { class: "actions", role: "group", "aria-label": "Job actions" },
-      actionButton("Assign contractor", "assign-contractor",
-        canAct && (status === "Created" || status === "Assigned"), openAssign),
-      actionButton("Start", "start-job", canAct && status === "Assigned" && hasStartable,
-        () => command((version, key) => api.start(jobId, version, key))),
-      actionButton("Complete", "complete-job", canAct && status === "InProgress",
-        () => command((version, key) => api.complete(jobId, version, key))),
-      actionButton("Cancel job", "cancel-job", canAct && CANCELLABLE.has(status),
-        openCancel, "danger"));
-
-    const details = h("dl", { class: "details" },
-      h("div", {}, h("dt", {}, "Status"),
-        h("dd", { id: "job-status", class: `status-text status-${status.toLowerCase()}`,
-                  "aria-label": "Job status" }, status)),
-      h("div", {}, h("dt", {}, "Priority"), h("dd", {}, view.priority)),
-      h("div", {}, h("dt", {}, "Region"), h("dd", {}, view.region)),
-      h("div", {}, h("dt", {}, "Duration"), h("dd", {}, `${view.durationMinutes} min`)),
-      h("div", { class: "span2" }, h("dt", {}, "Service window"),
-        h("dd", {}, windowText(view.serviceWindow.start, view.serviceWindow.end))),
-      view.requiredSkills && view.requiredSkills.length
-        ? h("div", {}, h("dt", {}, "Skills"), h("dd", {}, view.requiredSkills.join(", "))) : null,
-      view.location ? h("div", { class: "span2" }, h("dt", {}, "Location"),
-        h("dd", {}, view.location.address || `${view.location.latitude}, ${view.location.longitude}`)) : null,
-      h("div", {}, h("dt", {}, "Version"), h("dd", {}, String(view.version))),
-      h("div", {}, h("dt", {}, "Updated"), h("dd", {}, when(view.updatedAt))),
-      view.description ? h("div", { class: "span-all" }, h("dt", {}, "Description"),
-        h("dd", { class: "prose" }, view.description)) : null);
-
-    const cancellation = view.cancellation ? h("section", { class: "cancellation card",
-        "aria-labelledby": "cancellation-title" },
-      h("h2", { id: "cancellation-title" }, "Cancellation"),
-      h("p", {}, h("strong", {}, view.cancellation.reasonCode),
-        view.cancellation.reason ? ` — ${view.cancellation.reason}` : ""),
-      h("p", { class: "muted" }, `By ${view.cancellation.cancelledBy} on ${when(view.cancellation.cancelledAt)}`))
-      : null;
-
-    const assignmentRows = (view.assignments || []).map((a) => {
-      const mayChange = canAct && (a.status === "Pending" || a.status === "Confirmed")
-        && CANCELLABLE.has(status);
-      return h("tr", { dataset: { assignmentId: a.id } },
-        h("td", { class: "mono" }, a.contractorId),
-        h("td", {}, windowText(a.startUtc, a.endUtc)),
-        h("td", {}, statusBadge(a.status)),
-        h("td", { class: "row-actions" },
-          canAct && a.status === "Pending" && CANCELLABLE.has(status)
-            ? h("button", { type: "button", class: "button small",
-                onclick: () => command((v, k) => api.confirm(jobId, a.id, v, k)) }, "Confirm")
-            : null,
-          mayChange ? h("button", { type: "button", class: "button small quiet",
-                onclick: () => command((v, k) => api.unassign(jobId, a.id, v, k)) }, "Unassign")
-            : null));
+    const actions = actionsBar(view, canAct, {
+      assign: openAssign,
+      start: () => command((version, key) => api.start(jobId, version, key)),
+      complete: () => command((version, key) => api.complete(jobId, version, key)),
+      cancel: openCancel,
     });
-    const assignments = h("section", { class: "card", "aria-labelledby": "assignments-title" },
-      h("h2", { id: "assignments-title" }, "Assignments"),
-      h("div", { class: "table-wrap" },
-        h("table", { class: "grid", "aria-labelledby": "assignments-title" },
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Contractor"),
-            h("th", { scope: "col" }, "Window"), h("th", { scope: "col" }, "Status"),
-            h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
-          h("tbody", {}, assignmentRows.length ? assignmentRows
-            : h("tr", {}, h("td", { colspan: "4", class: "empty" }, "No assignments yet."))))));
 
-    const history = h("section", { class: "card history", role: "region",
-                                   "aria-labelledby": "history-title" },
-      h("h2", { id: "history-title" }, "History"),
-      events === null ? h("p", { class: "muted" }, "The history could not be loaded.")
-        : h("ol", { class: "timeline" }, events.map((e) => {
-          const current = e.version === view.version;
-          return h("li", { class: current ? "current" : "" },
-            h("a", { href: e.version === job.version ? `/console/jobs/${jobId}`
-                       : `/console/jobs/${jobId}?version=${e.version}`,
-                     "data-link": true, "aria-current": current ? "true" : false,
-                     class: "event-link" },
-              h("span", { class: "event-version" }, `Version ${e.version}`),
-              h("span", { class: "event-type" }, e.type)),
-            h("span", { class: "event-meta" },
-              h("time", { datetime: e.occurredAt }, when(e.occurredAt)),
-              ` · by ${e.actor ? `${e.actor.sub}${e.actor.roles && e.actor.roles.length
-                ? ` (${e.actor.roles.join(", ")})` : ""}` : "system"}`,
-              e.requestId ? h("span", { class: "mono" }, ` · request ${e.requestId}`) : null),
-            e.type === "JobCancelled" && e.data ? h("span", { class: "event-detail" },
-              `${e.data.reasonCode || ""}${e.data.reason ? ` — ${e.data.reason}` : ""}`) : null);
-        })));
-
-    const banner = past ? h("div", { class: "past-banner", id: "past-banner" },
-      h("p", {}, h("strong", {}, `Past version ${view.version} of ${job.version}. `),
-        `This is the job as it was on ${when(view.updatedAt)}; it is now `,
-        h("strong", {}, job.status), ". Actions are off here."),
-      h("a", { href: `/console/jobs/${jobId}`, "data-link": true, class: "button" },
-        "Back to the current version")) : null;
-
+    const banner = past ? pastBanner(view, job, jobId) : null;
     ctx.main.replaceChildren(...[
       h("nav", { class: "crumbs", "aria-label": "Breadcrumb" },
         h("a", { href: "/console/", "data-link": true }, "← Jobs")),
@@ -162,9 +70,13 @@ export function renderJob(ctx, jobId, versionParam) {
       h("div", { class: `job-layout${past ? " is-past" : ""}` },
         h("div", { class: "job-main" },
           h("section", { class: "card", "aria-labelledby": "details-title" },
-            h("h2", { id: "details-title" }, "Details"), details),
-          cancellation, assignments),
-        history)].filter(Boolean));
+            h("h2", { id: "details-title" }, "Details"), detailsSection(view)),
+          cancellationSection(view),
+          assignmentsSection(view, canAct ? {
+            confirm: (a) => command((v, k) => api.confirm(jobId, a.id, v, k)),
+            unassign: (a) => command((v, k) => api.unassign(jobId, a.id, v, k)),
+          } : null)),
+        historySection(events, view, job, jobId))].filter(Boolean));
     if (focusInMain && !document.querySelector("dialog[open]")) {
       // Focus stays where it was, or, when that is gone or disabled, on the heading.
       const again = focusedId && document.getElementById(focusedId);
@@ -218,13 +130,8 @@ export function renderJob(ctx, jobId, versionParam) {
   function updateCancelDialog() {
     const dialog = cancelDialog();
     if (!dialog || !dialog.open || !job) return;
-    const count = liveAssignments(job).length;
-    document.getElementById("cancel-subject").textContent =
-      `${job.type} · ${job.region} · ${windowText(job.serviceWindow.start, job.serviceWindow.end)}`;
-    document.getElementById("cancel-impact").textContent = count === 0
-      ? "No live assignment will be cancelled with it."
-      : `${count} live ${count === 1 ? "assignment" : "assignments"} will be cancelled with it `
-        + "(every Pending, Confirmed or InProgress one).";
+    document.getElementById("cancel-subject").textContent = cancelSubject(job);
+    document.getElementById("cancel-impact").textContent = cancelImpact(job);
   }
 
   function openCancel() {
@@ -297,10 +204,7 @@ export function renderJob(ctx, jobId, versionParam) {
 
   const ready = load().catch((error) => {
     if (disposed) return;
-    ctx.main.replaceChildren(
-      h("nav", { class: "crumbs", "aria-label": "Breadcrumb" },
-        h("a", { href: "/console/", "data-link": true }, "← Jobs")),
-      h("h1", {}, error.status === 404 ? "Job not found" : "The job could not be loaded"));
+    ctx.main.replaceChildren(...notLoaded(error));
     showError(error);
   });
 
