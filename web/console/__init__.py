@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
 
 from application.settings import Settings
+from domain.values import DEFAULT_PRIORITY, DEFAULT_REASON_CODE, DEFAULT_REGION
 from web.auth import DEFAULT_SUBS, mint_token
 from web.console.schemas import CONTRACTOR, load_sign_in
+from web.jobs.schemas import MAX_LENGTH, MAX_MINUTES
 from web.problems import Problem
 from web.schemas import JOB_STATUSES, PRIORITIES, REASON_CODES
 
@@ -82,6 +84,8 @@ def _page() -> Response:
         priorities=PRIORITIES,
         reason_codes=[(code, REASON_LABELS.get(code, code)) for code in REASON_CODES],
         contractor_hint=_default_sub(CONTRACTOR) if settings.development_sign_in else None,
+        max_length=MAX_LENGTH, max_minutes=MAX_MINUTES, default_region=DEFAULT_REGION,
+        default_priority=DEFAULT_PRIORITY, default_reason_code=DEFAULT_REASON_CODE,
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(settings)

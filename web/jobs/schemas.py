@@ -25,6 +25,8 @@ from web.schemas import (
 )
 
 MAX_MINUTES = 60 * 24 * 31
+MAX_LENGTH = {"type": 200, "description": 4000, "region": 100, "reason": 500}
+"""The longest text each field takes (also the console's form limits)."""
 
 
 def aware_datetime(**kwargs: Any) -> fields.Field:
@@ -57,15 +59,16 @@ class ServiceWindowInput(Strict):
 
 
 class JobCreateSchema(Strict):
-    type = Trimmed(required=True, validate=validate.Length(min=1, max=200))
+    type = Trimmed(required=True, validate=validate.Length(min=1, max=MAX_LENGTH["type"]))
     description = fields.String(load_default=None, allow_none=True,
-                                validate=validate.Length(max=4000))
+                                validate=validate.Length(max=MAX_LENGTH["description"]))
     duration_minutes = fields.Integer(data_key="durationMinutes", required=True,
                                       strict=True,
                                       validate=validate.Range(min=1, max=MAX_MINUTES))
     priority = fields.String(load_default=DEFAULT_PRIORITY.value,
                              validate=validate.OneOf(PRIORITIES))
-    region = Trimmed(load_default=DEFAULT_REGION, validate=validate.Length(min=1, max=100))
+    region = Trimmed(load_default=DEFAULT_REGION,
+                     validate=validate.Length(min=1, max=MAX_LENGTH["region"]))
     required_skills = fields.List(Trimmed(validate=validate.Length(min=1, max=100)),
                                   data_key="requiredSkills", load_default=list,
                                   validate=validate.Length(max=50))
@@ -92,8 +95,9 @@ class AssignSchema(Strict):
 
 def reason_field() -> fields.Field:
     return Trimmed(load_default=None, allow_none=True,
-                   validate=validate.Length(min=1, max=500),
-                   metadata={"description": "1 to 500 characters after trimming"})
+                   validate=validate.Length(min=1, max=MAX_LENGTH["reason"]),
+                   metadata={"description": f"1 to {MAX_LENGTH['reason']} characters "
+                             "after trimming"})
 
 
 class OptionalBody(Strict):

@@ -139,7 +139,7 @@ export function renderJob(ctx, jobId, versionParam) {
     const form = document.getElementById("cancel-form");
     const reason = form.elements.reason;
     const counter = document.getElementById("cancel-count");
-    const count = () => { counter.textContent = `${reason.value.length} / 500 characters`; };
+    const count = () => { counter.textContent = `${reason.value.length} / ${reason.maxLength} characters`; };
     count();
     reason.oninput = count;
     cancelState.key = newKey();      // one cancel however often Confirm is pressed
