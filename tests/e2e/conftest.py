@@ -34,6 +34,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Iterator[None]:
     report = yield
     log = getattr(item, "server_log", None)
-    if log is not None and report.failed:
-        report.sections.append(("server log", log()))
+    if log is not None and report.failed:  # its end: where the failure is
+        report.sections.append(("server log", log()[-20_000:]))
     return report

@@ -80,13 +80,3 @@ def console(browser: Any, console_server: Server, request: pytest.FixtureRequest
     assert not undeclared, f"4xx answers in a normal flow: {undeclared}"
     assert declared <= set(statuses), f"declared, never seen: {declared - set(statuses)}"
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[None]:
-    report = yield
-    log = getattr(item, "server_log", None)
-    if log is not None and report.failed:
-        report.sections.append(("server log", log()[-20_000:]))
-    return report
-
