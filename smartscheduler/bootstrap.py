@@ -17,7 +17,7 @@ from projections.backends import views_for
 from projections.following.runner import ViewsRunner
 from projections.following.status import Watch
 from projections.realtime.hub import Hub
-from projections.realtime.relay import TRACKING_NAME as RELAY_TRACKING_NAME
+from projections.realtime.identity import relay_tracking_name
 from projections.realtime.relay import Relay
 from projections.store import DispatchViews
 
@@ -57,7 +57,7 @@ class Services:
         failures = self.views.failures()
         positions = {ViewsRunner.name: self.views.position()}
         if self.settings.redis_url:
-            positions[Relay.name] = self.views.position_of(RELAY_TRACKING_NAME)
+            positions[Relay.name] = self.views.position_of(relay_tracking_name(self.views))
         return [self.watch.report(name, position, head, failures.get(name))
                 for name, position in positions.items()]
 

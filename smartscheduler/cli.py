@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     relay = commands.add_parser(
         "relay", help="publish every event to Redis (stream and pub/sub), as a worker")
     relay.set_defaults(handler=_relay)
+    relay_actions = relay.add_subparsers(title="actions")
+    reset_stream = relay_actions.add_parser(
+        "reset-stream", help="move the Redis stream aside (renamed, kept) and publish "
+                             "again from this store's first event; after a restore "
+                             "(deployment.md, \"Restoring a store\")")
+    reset_stream.set_defaults(handler=_reset_stream)
 
     history = commands.add_parser("history", help="print a job's audit trail")
     history.add_argument("job_id", metavar="JOB_ID")
@@ -125,6 +131,28 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 2
     return run_followers(settings, views=False, relay=True)
+
+
+def _reset_stream(args: argparse.Namespace, settings: Settings) -> int:
+    """Give the store a new, empty stream (projections.realtime.reset)."""
+    from application.persistence import storage_lock
+    from projections.realtime.reset import reset_stream
+    from smartscheduler.bootstrap import build_dispatch, redis_client
+
+    if not settings.redis_url:
+        print("error: set SMARTSCHEDULER_REDIS_URL; the stream is in Redis.",
+              file=sys.stderr)
+        return 2
+    app = build_dispatch(settings)
+    client = redis_client(settings.redis_url)
+    try:
+        with storage_lock(settings.database_url):
+            moved = reset_stream(app, client)
+    finally:
+        client.close()
+        app.close()
+    print(moved.describe())
+    return 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

@@ -28,6 +28,11 @@ UPSERT = (
 DELETE = f"DELETE FROM {TABLE} WHERE name = ?"
 SELECT = f"SELECT name, error, failing_position, failing_type, since, attempts FROM {TABLE}"
 
+HALTED = "Halted: "
+"""How the error of a follower that stopped for what no retry mends begins (the
+relay's stream holds another history): stuck at once. Kept in the error's text,
+so that the table stays as it is."""
+
 STUCK_AFTER = 30.0
 """Seconds of the same error, or of no progress while behind, that make a follower stuck."""
 
@@ -99,7 +104,9 @@ class Watch:
             failure = None  # got past it: the record is about to be cleared
         if failure is not None:
             found.update(failure.describe())
-            status = "stuck" if time.time() - failure.since > self.stuck_after else "retrying"
+            stuck = (failure.error.startswith(HALTED)
+                     or time.time() - failure.since > self.stuck_after)
+            status = "stuck" if stuck else "retrying"
         if lag and now - seen[1] > self.stuck_after:
             status = "stuck"
             found["lastError"] = found["lastError"] or (
