@@ -28,6 +28,13 @@ class Settings:
     stuck_after: float = 30.0
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
+    webhooks: bool = False
+    """Whether this deployment delivers webhooks (on from the environment, unless
+    SMARTSCHEDULER_WEBHOOKS=false; off in a Settings built in code)."""
+    embedded_webhooks: bool = True
+    webhook_key: str | None = None
+    webhook_retry_schedule: str | None = None
+    webhook_timeout: float = 15.0
 
     @property
     def is_production(self) -> bool:
@@ -104,4 +111,9 @@ class Settings:
             stuck_after=float(get("STUCK_AFTER") or 30.0),
             oidc_issuer=get("OIDC_ISSUER"),
             oidc_client_id=get("OIDC_CLIENT_ID"),
+            webhooks=flag("WEBHOOKS"),
+            embedded_webhooks=flag("EMBEDDED_WEBHOOKS"),
+            webhook_key=get("WEBHOOK_KEY"),
+            webhook_retry_schedule=get("WEBHOOK_RETRY_SCHEDULE"),
+            webhook_timeout=float(get("WEBHOOK_TIMEOUT") or 15.0),
         )

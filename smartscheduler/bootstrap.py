@@ -13,6 +13,7 @@ from application.persistence import eventsourcing_env, size_pool, storage_lock
 from application.settings import Settings
 from application.sqlite import SQLiteApplicationRecorder
 from application.wakeup import ADVANCED, APPENDED, Wakeup, wakeup_for
+from application.webhooks import Webhooks
 from projections.backends import views_for
 from projections.following.runner import ViewsRunner
 from projections.following.status import Watch
@@ -20,6 +21,9 @@ from projections.realtime.hub import Hub
 from projections.realtime.identity import relay_tracking_name
 from projections.realtime.relay import Relay
 from projections.store import DispatchViews
+from projections.webhooks.follower import WebhookFollower
+from projections.webhooks.store import WebhookStore
+from smartscheduler.webhooks import build_webhooks, delivery_follower
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -50,6 +54,9 @@ class Services:
     hub: Hub | None = None
     watch: Watch = field(default_factory=Watch)
     wakeup: Wakeup | None = None
+    webhooks: Webhooks | None = None
+    webhook_store: WebhookStore | None = None
+    webhook_follower: WebhookFollower | None = None
 
     def followers(self, head: int) -> list[dict[str, Any]]:
         """Every follower of the log this deployment runs, wherever it runs: its
@@ -58,11 +65,13 @@ class Services:
         positions = {ViewsRunner.name: self.views.position()}
         if self.settings.redis_url:
             positions[Relay.name] = self.views.position_of(relay_tracking_name(self.views))
+        if self.settings.webhooks and self.webhook_store is not None:
+            positions[WebhookFollower.name] = self.webhook_store.position()
         return [self.watch.report(name, position, head, failures.get(name))
                 for name, position in positions.items()]
 
     def close(self) -> None:
-        for part in (self.hub, self.relay, self.runner):
+        for part in (self.hub, self.webhook_follower, self.relay, self.runner):
             if part is not None:
                 part.stop()
         if self.relay is not None:
@@ -73,9 +82,11 @@ class Services:
 
 
 def build_services(settings: Settings, *, run_projections: bool | None = None,
-                   run_relay: bool | None = None, realtime: bool = False) -> Services:
+                   run_relay: bool | None = None, realtime: bool = False,
+                   run_webhooks: bool = False) -> Services:
     """The application and its read models, plus the workers this process runs:
-    the read-model runner, the relay to Redis, and the realtime hub."""
+    the read-model runner, the relay to Redis, the realtime hub, and the webhooks'
+    delivery follower (`run_webhooks`)."""
     role = "web" if realtime else "worker"
     relay = settings.embedded_relay if run_relay is None else run_relay
     with storage_lock(settings.database_url):  # every table this process uses
@@ -86,12 +97,18 @@ def build_services(settings: Settings, *, run_projections: bool | None = None,
         if relay and settings.redis_url:
             services.relay = Relay(app, redis_client(settings.redis_url),
                                    status=services.views)
+        services.webhooks, services.webhook_store = build_webhooks(settings, app)
+        if run_webhooks:
+            services.webhook_follower = delivery_follower(
+                settings, app, services.webhook_store, services.views)
     try:
         services.wakeup = _wakeups(services, run_projections, realtime)
         if settings.embedded_projections if run_projections is None else run_projections:
             services.runner = ViewsRunner(app, services.views).start()
         if services.relay is not None:
             services.relay.start()
+        if services.webhook_follower is not None:
+            services.webhook_follower.start()
         if realtime:
             services.hub = Hub(app, settings.redis_url).start()
     except BaseException:  # e.g. the store went away meanwhile: leave no thread behind
@@ -117,7 +134,8 @@ def _wakeups(services: Services, run_projections: bool | None,
     projections = (services.settings.embedded_projections if run_projections is None
                    else run_projections)
     callbacks: dict[str, Callable[[], None]] = {}
-    if realtime or projections or services.relay is not None:
+    if realtime or projections or services.relay is not None or (
+            services.webhook_follower is not None):
         callbacks[APPENDED] = recorder.wake_subscriptions
     if realtime:
         callbacks[ADVANCED] = services.views.notify_advanced
@@ -139,7 +157,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     if settings.is_production and settings.problems():
         raise RuntimeError("Refusing to start in production: "
                            + "; ".join(settings.problems()))
-    services = build_services(settings, realtime=True)
+    services = build_services(settings, realtime=True,
+                              run_webhooks=settings.webhooks and settings.embedded_webhooks)
     try:
         return web_app(settings, services)
     except BaseException:

@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
                              "(deployment.md, \"Restoring a store\")")
     reset_stream.set_defaults(handler=_reset_stream)
 
+    webhooks = commands.add_parser("webhooks", help="webhook delivery")
+    webhooks_sub = webhooks.add_subparsers(title="actions")
+    webhooks_run = webhooks_sub.add_parser(
+        "run", help="follow the log and deliver every event to the registered webhooks")
+    webhooks_run.set_defaults(handler=_webhooks)
+
     history = commands.add_parser("history", help="print a job's audit trail")
     history.add_argument("job_id", metavar="JOB_ID")
     history.add_argument("--json", action="store_true", help="print JSON")
@@ -153,6 +159,10 @@ def _reset_stream(args: argparse.Namespace, settings: Settings) -> int:
         app.close()
     print(moved.describe())
     return 0
+
+
+def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    return run_followers(settings, views=False, relay=False, webhooks=True)
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:

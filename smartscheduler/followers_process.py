@@ -47,10 +47,12 @@ class Followers:
     (FOLLOWERS_BACKOFF): each follower resumes from its recorded position.
     """
 
-    def __init__(self, settings: Settings, *, views: bool, relay: bool) -> None:
+    def __init__(self, settings: Settings, *, views: bool, relay: bool,
+                 webhooks: bool = False) -> None:
         self.settings = settings
         self.views = views
         self.relay = relay
+        self.webhooks = webhooks
         self.pid = 0
         self._started = 0.0
         first, most = FOLLOWERS_BACKOFF
@@ -62,7 +64,8 @@ class Followers:
     @property
     def description(self) -> str:
         parts = (["the read models"] if self.views else []) + (
-            ["the relay"] if self.relay else [])
+            ["the relay"] if self.relay else []) + (
+            ["the webhooks"] if self.webhooks else [])
         return " and ".join(parts)
 
     def spawn(self, arbiter: ServerArbiter) -> None:
@@ -144,7 +147,7 @@ class Followers:
             from smartscheduler.following import run_followers
 
             code = run_followers(self.settings, views=self.views, relay=self.relay,
-                                 parent=arbiter.pid)
+                                 parent=arbiter.pid, webhooks=self.webhooks)
         except BaseException:
             log.exception("The followers process failed")
         finally:

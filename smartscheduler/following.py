@@ -24,7 +24,7 @@ log = logging.getLogger("smartscheduler")
 
 
 def run_followers(settings: Settings, *, views: bool, relay: bool,
-                  parent: int | None = None) -> int:
+                  parent: int | None = None, webhooks: bool = False) -> int:
     """Follow the log in this process until SIGTERM or SIGINT: the read models
     (`projections run`), the relay (`relay`), or both (the followers process of an
     embedded server, `smartscheduler.followers_process`, which passes its `parent`: the
@@ -35,7 +35,8 @@ def run_followers(settings: Settings, *, views: bool, relay: bool,
         # Its server stops it with SIGTERM. A Ctrl-C reaches the whole process group:
         # taken here as well, the server's SIGTERM would then be a second signal.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    services = build_services(settings, run_projections=views, run_relay=relay)
+    services = build_services(settings, run_projections=views, run_relay=relay,
+                              run_webhooks=webhooks)
     following: list[tuple[LogFollower, str]] = []
     if services.runner is not None:
         log.info("Read models: following the log from position %s.",
@@ -45,6 +46,10 @@ def run_followers(settings: Settings, *, views: bool, relay: bool,
         log.info("Relay: publishing from position %s to %s.", services.relay.position(),
                  redacted(settings.redis_url or ""))
         following.append((services.relay, "Relay"))
+    if services.webhook_follower is not None:
+        log.info("Webhooks: delivering from position %s.",
+                 services.webhook_follower.position())
+        following.append((services.webhook_follower, "Webhooks"))
     _until_signalled(stop, parent)
     _stop_following(services, following)
     return 0

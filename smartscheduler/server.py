@@ -64,9 +64,11 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     if wakeup_for(settings.database_url) is not None:  # an SQLite file: see the docstring
         views = settings.embedded_projections
         relay = settings.embedded_relay and bool(settings.redis_url)
-        if views or relay:
-            followers = Followers(settings, views=views, relay=relay)
-        worker_settings = settings.with_(embedded_projections=False, embedded_relay=False)
+        webhooks = settings.webhooks and settings.embedded_webhooks
+        if views or relay or webhooks:
+            followers = Followers(settings, views=views, relay=relay, webhooks=webhooks)
+        worker_settings = settings.with_(embedded_projections=False, embedded_relay=False,
+                                         embedded_webhooks=False)
         slots = SharedSlots(settings.max_streams)
         share_write_turn(eventsourcing_env(settings.database_url)["SQLITE_DBNAME"])
     elif "SQLITE_DBNAME" in eventsourcing_env(settings.database_url):

@@ -78,10 +78,12 @@ def create_app(settings: Settings, services: Services) -> Flask:
     from web.assignments.resources import blp as assignments
     from web.events.resources import blp as events
     from web.jobs.resources import blp as jobs
+    from web.webhooks.resources import blp as webhooks
 
     api.register_blueprint(jobs)
     api.register_blueprint(assignments)
     api.register_blueprint(events)
+    api.register_blueprint(webhooks)
     app.register_blueprint(health.blp)
     console.register(app, settings)
     add_offline_docs(app)

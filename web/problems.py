@@ -16,6 +16,7 @@ from application.errors import (
     PreconditionFailed,
     VersionNotFound,
 )
+from application.webhooks import DeliveryNotRetryable, WebhookNotFound, WebhooksUnavailable
 from domain import errors as domain
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ ERRORS: dict[type[Exception], Kind] = {
     domain.InvalidJob: Kind(422, "validation_failed", "Validation failed"),
     PreconditionFailed: Kind(412, "precondition_failed", "Precondition failed"),
     ConcurrencyConflict: Kind(409, "conflict", "Conflict"),
+    WebhookNotFound: Kind(404, "webhook_not_found", "Webhook not found"),
+    DeliveryNotRetryable: Kind(409, "delivery_not_retryable", "Delivery not retryable"),
+    WebhooksUnavailable: Kind(503, "webhooks_unavailable", "Webhooks unavailable"),
 }
 
 # HTTP errors raised by Flask, werkzeug or webargs -> code.

@@ -10,6 +10,7 @@ from flask import current_app
 
 from application.dispatch import Dispatch
 from application.settings import Settings
+from application.webhooks import Webhooks
 from projections.following.runner import ViewsRunner
 from projections.realtime.hub import Hub
 from projections.store import DispatchViews
@@ -25,6 +26,8 @@ class Services(Protocol):
     views: DispatchViews
     runner: ViewsRunner | None
     hub: Hub | None
+    webhooks: Webhooks | None
+    """The Admins' webhook operations (application.webhooks)."""
 
     def followers(self, head: int) -> list[dict[str, Any]]: ...
 

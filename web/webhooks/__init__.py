@@ -1,0 +1,1 @@
+"""/api/webhooks: the webhook endpoints Admins manage, and their deliveries."""
