@@ -23,6 +23,8 @@ from typing import Any
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import RecordConflictError, Recording
 
+from application.metrics import metrics
+
 MAX_BATCH = 128
 """Commands appended together at most."""
 
@@ -37,6 +39,7 @@ class AppendCount:
     def add(self, events: int) -> None:  # called by one group-commit leader at a time
         self.appends += 1
         self.events += events
+        metrics().append_batch_events.observe(events)
 
     @property
     def events_per_append(self) -> float:

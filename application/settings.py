@@ -35,6 +35,8 @@ class Settings:
     webhook_key: str | None = None
     webhook_retry_schedule: str | None = None
     webhook_timeout: float = 15.0
+    log_format: str = "text"
+    metrics_token: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -116,4 +118,6 @@ class Settings:
             webhook_key=get("WEBHOOK_KEY"),
             webhook_retry_schedule=get("WEBHOOK_RETRY_SCHEDULE"),
             webhook_timeout=float(get("WEBHOOK_TIMEOUT") or 15.0),
+            log_format=(get("LOG_FORMAT") or "text").lower(),
+            metrics_token=get("METRICS_TOKEN"),
         )

@@ -20,6 +20,7 @@ from application.errors import JobNotFound
 from application.settings import Settings
 from smartscheduler.bootstrap import build_services
 from smartscheduler.following import run_followers
+from smartscheduler.observability import configure_logging
 
 log = logging.getLogger("smartscheduler")
 
@@ -27,12 +28,12 @@ log = logging.getLogger("smartscheduler")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    configure_logging(settings.log_format)
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    return int(args.handler(args, Settings.from_env()) or 0)
+    return int(args.handler(args, settings) or 0)
 
 
 def _parser() -> argparse.ArgumentParser:

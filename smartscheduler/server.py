@@ -26,8 +26,8 @@ from application.sqlite import share_write_turn
 from application.wakeup import wakeup_for
 from smartscheduler.arbiter import Server
 from smartscheduler.followers_process import Followers
+from smartscheduler.observability import logger_class, metrics_files, worker_exited
 from smartscheduler.slots import SharedSlots
-from web.access_log import AccessLogInThread
 from web.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,16 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         "keepalive": 5,
         "preload_app": False,
         "accesslog": "-",
-        "logger_class": AccessLogInThread,
+        "logger_class": logger_class(settings.log_format),
+        "child_exit": worker_exited,
         # gunicorn 27's control socket sits at one path per user: servers side by
         # side would take it from each other. Nothing here uses it.
         "control_socket_disable": True,
         "loglevel": "info",
     }, followers=followers, stream_slots=slots)
     try:
-        server.run()  # until SIGTERM/SIGINT: gunicorn exits through SystemExit
+        with metrics_files():  # before any worker is forked
+            server.run()  # until SIGTERM/SIGINT: gunicorn exits through SystemExit
     finally:
         if slots is not None:
             slots.close()

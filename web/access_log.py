@@ -16,6 +16,10 @@ from typing import Any
 
 from gunicorn import glogging
 
+ACCESS_FIELDS = "smartscheduler.access"
+"""The WSGI environ's key under which the app leaves a request's own fields for its
+access line: request id, route, actor sub, job id (`web.telemetry`)."""
+
 
 class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
     """gunicorn's logger, whose access lines a thread of each worker writes: a
@@ -31,8 +35,9 @@ class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         if not self.access_log_enabled:
             return
-        self._lines.put(self.atoms_wrapper_class(
-            self.atoms(resp, req, environ, request_time)))
+        self._lines.put((self.atoms_wrapper_class(
+            self.atoms(resp, req, environ, request_time)),
+            request_fields(resp, environ, request_time)))
         if self._writer_pid != os.getpid():
             self._start_writer()
 
@@ -51,8 +56,28 @@ class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
 
     def _write(self) -> None:
         while True:
-            atoms = self._lines.get()
+            atoms, fields = self._lines.get()
             try:
-                self.access_log.info(self.cfg.access_log_format, atoms)
+                self.access_log.info(self.cfg.access_log_format, atoms, extra=fields)
             except Exception:  # a log line is never worth the worker
                 self.error("Failed to write an access log line")
+
+
+def request_fields(resp: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+    """The access line's fields beside its text (what a JSON log shows of a request):
+    request id, method, route, status, duration in seconds, actor sub, job id."""
+    found = (environ or {}).get(ACCESS_FIELDS) or {}
+    return {"requestId": found.get("requestId"),
+            "method": (environ or {}).get("REQUEST_METHOD"),
+            "route": found.get("route"), "status": _status(resp),
+            "duration": round(request_time.total_seconds(), 6),
+            "actorSub": found.get("actorSub"), "jobId": found.get("jobId")}
+
+
+def _status(resp: Any) -> int | None:
+    """The response's status code (gunicorn's refusals set only its status line)."""
+    code = getattr(resp, "status_code", None)
+    if code is None:
+        line = str(getattr(resp, "status", None) or "").split()
+        code = int(line[0]) if line and line[0].isdigit() else None
+    return code

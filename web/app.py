@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from application.settings import Settings
-from web import console, health, inputs, problems
+from web import console, health, inputs, metrics, problems, telemetry
 from web.auth import TokenVerifier
 from web.docs import ProblemApi, add_offline_docs
 from web.http import request_id
@@ -57,6 +57,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.extensions["smartscheduler.streams"] = threading.BoundedSemaphore(
         settings.max_streams)
     verifier = TokenVerifier(settings)
+    telemetry.register(app)  # first: a request's time runs from here
 
     @app.before_request
     def _identify() -> None:
@@ -85,6 +86,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     api.register_blueprint(events)
     api.register_blueprint(webhooks)
     app.register_blueprint(health.blp)
+    app.register_blueprint(metrics.blp)
     console.register(app, settings)
     add_offline_docs(app)
     problems.register(app)

@@ -87,6 +87,7 @@ def problem_response(kind: Kind, detail: str, headers: dict[str, str] | None = N
         "code": kind.code,
         "instance": request.path,
     }
+    g.problem_code = kind.code  # the outcome of a command (web.telemetry)
     request_id = getattr(g, "request_id", None)
     if request_id:
         body["requestId"] = request_id

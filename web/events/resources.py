@@ -14,6 +14,7 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 
+from application.metrics import metrics
 from domain.errors import Forbidden
 from projections.log import EventLog
 from projections.realtime.envelopes import contractors_of, region_of
@@ -71,7 +72,14 @@ def _take_stream_slot() -> Callable[[], None]:
         raise Problem(503, "service_unavailable", "Too many streams",
                       "This server holds as many event streams as it can; retry "
                       "shortly.", headers={"Retry-After": "5"})
-    return _once(slots.release)
+    open_streams = metrics().sse_streams_open
+    open_streams.inc()
+
+    def release() -> None:
+        slots.release()
+        open_streams.dec()
+
+    return _once(release)
 
 
 def _event_stream(accepts: Callable[[Envelope], bool], after: int | None,

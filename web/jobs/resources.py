@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import url_for
+from flask import g, url_for
 from flask.views import MethodView
 
 from application.dispatch import Outcome
@@ -80,6 +80,7 @@ def job_command(operation_id: str, status: int = 200) -> Callable[[View], View]:
 def _job(outcome: Outcome, status: int = 200) -> JobResponse:
     """A command's job, its status and headers (ETag, Idempotent-Replayed), for
     `@blp.response(..., JOB)` to dump."""
+    g.job_id = outcome.job.id  # for the access line (web.telemetry)
     return outcome.job, status, http.job_headers(outcome)
 
 
