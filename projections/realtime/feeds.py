@@ -81,6 +81,7 @@ class RedisFeed:
         self.fill_interval = fill_interval
         self._stopping = threading.Event()
         self._source: Any = None
+        self._closing = threading.Lock()  # stop() and the thread may both close it
         self._threads: list[threading.Thread] = []
 
     def start(self) -> RedisFeed:
@@ -97,7 +98,7 @@ class RedisFeed:
         if hasattr(source, "stop"):
             source.stop()
         elif source is not None:
-            source.close()
+            self._close(source)
         for thread in self._threads:
             thread.join(timeout)
 
@@ -130,8 +131,14 @@ class RedisFeed:
                 if message and message.get("type") == "pmessage":
                     self.hub.deliver(json.loads(message["data"]))
         finally:
-            pubsub.close()
+            self._close(pubsub)
             client.close()
+
+    def _close(self, pubsub: Any) -> None:
+        """Close the pub/sub once at a time: redis-py's close is not thread-safe (a
+        second one meanwhile fails on the connection the first one dropped)."""
+        with self._closing:
+            pubsub.close()
 
     def _fill_gaps(self) -> None:
         """Catch up from the store when Redis is quiet (a dropped message, an outage)."""
