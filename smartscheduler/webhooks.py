@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from application.dispatch import Dispatch
+from application.metrics import metrics
 from application.settings import Settings
 from application.webhooks import Webhooks
 from projections.following.follower import FailureRecord
@@ -49,8 +50,13 @@ def delivery_follower(settings: Settings, app: Dispatch, store: WebhookStore,
     box = secret_box(settings)
     sender = Sender(store, box or SecretBox(DEVELOPMENT_KEY),
                     schedule=parse_schedule(settings.webhook_retry_schedule),
-                    timeout=settings.webhook_timeout, production=settings.is_production)
+                    timeout=settings.webhook_timeout, production=settings.is_production,
+                    on_outcome=_count)
     return WebhookFollower(app, store, sender, status=status)
+
+
+def _count(outcome: str) -> None:
+    metrics().webhook_deliveries.labels(outcome=outcome).inc()
 
 
 def _once(message: str, level: int) -> None:

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -60,7 +60,8 @@ class Sender:
     def __init__(self, store: WebhookStore, box: SecretBox, *,
                  schedule: Sequence[float] = SCHEDULE, timeout: float = TIMEOUT,
                  production: bool = False, threads: int = THREADS,
-                 per_endpoint: int = PER_ENDPOINT, poll: float = POLL) -> None:
+                 per_endpoint: int = PER_ENDPOINT, poll: float = POLL,
+                 on_outcome: Callable[[str], None] = lambda outcome: None) -> None:
         self.store, self.box = store, box
         self.schedule = tuple(schedule)
         self.timeout, self.production = timeout, production
@@ -68,6 +69,8 @@ class Sender:
         self.lease = 2 * timeout + 5
         """Seconds a claimed delivery is this sender's: past it, it is due again."""
         self.outcomes: Counter[str] = Counter()
+        self.on_outcome = on_outcome
+        """Told each attempt's outcome (the composition root counts it in /metrics)."""
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook-send")
         self._lock = threading.Lock()
         self._held: set[str] = set()  # queued or being sent here
@@ -205,3 +208,4 @@ class Sender:
             self.store.finish(delivery.id, tables.FAILED, code, error, now + wait)
             outcome = "failed"
         self.outcomes[outcome] += 1
+        self.on_outcome(outcome)

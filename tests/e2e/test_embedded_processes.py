@@ -26,7 +26,7 @@ from projections.realtime.relay import STREAM
 from projections.realtime.relay import TRACKING_NAME as RELAY_TRACKING_NAME
 from projections.rebuild import rebuild
 from smartscheduler.bootstrap import Services, build_services
-from tests.e2e.processes import children
+from tests.e2e.processes import children, followers_pid, running, worker_pids
 from tests.e2e.servers import Client, Server, start_server, stop
 from tests.e2e.test_realtime import SseClient
 from tests.redis_server import RedisServer, start_private_redis
@@ -45,37 +45,6 @@ JOB = {
     "serviceWindow": {"start": "2030-01-15T09:00:00Z", "end": "2030-01-15T13:00:00Z"},
 }
 CANCEL = {"reason": "Customer called", "reasonCode": "CustomerRequest"}
-
-
-# The processes, through /proc ----------------------------------------------------------
-
-
-
-
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def followers_pid(server: Server) -> int | None:
-    found = [pid for pid in children(server.process.pid) if comm(pid) == "followers"]
-    assert len(found) <= 1, f"more than one followers process: {found}"
-    return found[0] if found else None
-
-
-def worker_pids(server: Server) -> set[int]:
-    return {pid for pid in children(server.process.pid) if comm(pid) != "followers"}
 
 
 def wait_until(condition: Callable[[], Any], what: str) -> Any:

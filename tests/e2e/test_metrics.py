@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.scrape import samples, value
 from tests.e2e.servers import Client, Server, start_server, stop
 from tests.e2e.test_realtime import SseClient
 from tests.e2e.test_server import JOB
@@ -51,20 +51,6 @@ def run_server(tmp_path: Path, request: pytest.FixtureRequest
         for server in started:
             server.close_clients()
             stop(server.process)
-
-
-def samples(client: Client, headers: dict[str, str] | None = None) -> dict[tuple[Any, ...], float]:
-    """The scrape's samples: (name, sorted label pairs) -> value."""
-    reply = client.get("/metrics", headers=headers)
-    assert reply.status == 200, reply.body
-    assert (reply.header("Content-Type") or "").startswith("text/plain")
-    return {(sample.name, *sorted(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(reply.body)
-            for sample in family.samples}
-
-
-def value(scraped: dict[tuple[Any, ...], float], name: str, **labels: str) -> float | None:
-    return scraped.get((name, *sorted(labels.items())))
 
 
 def log_records(server: Server) -> list[dict[str, Any]]:

@@ -1,16 +1,15 @@
-"""Fixtures of the webhook tests: a real server with a short retry schedule, and
+"""What the webhook tests share: a real server with a short retry schedule, and
 helpers that drive it over HTTP."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.servers import Client, Server, start_server, stop
+from tests.e2e.servers import Client, Server, start_server
 
 FAST = {"SMARTSCHEDULER_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
         "SMARTSCHEDULER_WEBHOOK_TIMEOUT": "2"}
@@ -28,29 +27,6 @@ def start(database_url: str, workdir: Path, request: pytest.FixtureRequest,
                            args=["--workers", "1", "--threads", "4"])
     request.node.server_log = running.log
     return running
-
-
-@pytest.fixture
-def server(sqlite_url: str, tmp_path: Path, request: pytest.FixtureRequest
-           ) -> Iterator[Server]:
-    running = start(sqlite_url, tmp_path, request)
-    try:
-        yield running
-    finally:
-        running.close_clients()
-        stop(running.process)
-
-
-@pytest.fixture
-def any_server(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
-               ) -> Iterator[Server]:
-    """The server on each backend."""
-    running = start(database_url, tmp_path, request)
-    try:
-        yield running
-    finally:
-        running.close_clients()
-        stop(running.process)
 
 
 def register(admin: Client, url: str, **fields: Any) -> dict[str, Any]:

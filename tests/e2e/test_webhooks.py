@@ -9,10 +9,39 @@ import collections
 import os
 import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from tests.e2e.test_embedded_processes import followers_pid, running
-from tests.webhooks.conftest import create_jobs, head, register, settled
-from tests.webhooks.receiver import Receiver
+import pytest
+
+from tests.e2e.processes import followers_pid, running
+from tests.e2e.receiver import Receiver
+from tests.e2e.scrape import samples, value
+from tests.e2e.servers import Server, stop
+from tests.e2e.webhooks import create_jobs, head, register, settled, start
+
+
+@pytest.fixture
+def server(sqlite_url: str, tmp_path: Path, request: pytest.FixtureRequest
+           ) -> Iterator[Server]:
+    running = start(sqlite_url, tmp_path, request)
+    try:
+        yield running
+    finally:
+        running.close_clients()
+        stop(running.process)
+
+
+@pytest.fixture
+def any_server(database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+               ) -> Iterator[Server]:
+    """The server on each backend."""
+    running = start(database_url, tmp_path, request)
+    try:
+        yield running
+    finally:
+        running.close_clients()
+        stop(running.process)
 
 
 def test_every_event_arrives_once_signed_after_the_receiver_comes_up(any_server):
@@ -42,6 +71,10 @@ def test_every_event_arrives_once_signed_after_the_receiver_comes_up(any_server)
     assert {r.webhook_id for r in received} == {r.envelope["id"] for r in received}
     assert {d["status"] for d in deliveries} == {"Succeeded"}
     assert all(d["attempts"] >= 2 and d["lastStatusCode"] == 200 for d in deliveries)
+    scraped = samples(any_server.client(None))  # counted where they were sent
+    sent = "smartscheduler_webhook_deliveries_total"
+    assert value(scraped, sent, outcome="succeeded") == 3
+    assert (value(scraped, sent, outcome="failed") or 0) >= 3
 
 
 def test_a_kill_9_mid_delivery_loses_nothing(server):
