@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from eventsourcing.persistence import InfrastructureFactory, Notification
-from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory, SQLiteTrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteTrackingRecorder
 
 from projections import assignments, jobs
 from projections.batches import Params
 from projections.following import status
 from projections.log import EventLog
 from projections.store import DispatchViews
+from projections.tracking import advance_sql, store_for
 
 
 class SQLiteDispatchViews(DispatchViews, SQLiteTrackingRecorder):
@@ -41,9 +42,7 @@ class SQLiteDispatchViews(DispatchViews, SQLiteTrackingRecorder):
         return "SELECT notification_id FROM tracking WHERE application_name = ?"
 
     def _advance_sql(self) -> str:
-        return ("INSERT INTO tracking VALUES (:name, :last) "
-                "ON CONFLICT (application_name) DO UPDATE SET notification_id = :last "
-                "WHERE tracking.notification_id < :first RETURNING notification_id")
+        return advance_sql()
 
     def _lock_for_switch(self, c: Any) -> int:
         c.execute(self._sql(f"DELETE FROM {jobs.TABLE} WHERE 1 = 0"))  # the RESERVED lock
@@ -121,10 +120,7 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
                 "WHERE application_name = %s FOR UPDATE")
 
     def _advance_sql(self) -> str:
-        return (f"INSERT INTO {self._tracking} VALUES (%(name)s, %(last)s) "
-                "ON CONFLICT (application_name) DO UPDATE SET notification_id = %(last)s "
-                f"WHERE {self._tracking}.notification_id < %(first)s "
-                "RETURNING notification_id")
+        return advance_sql(self._tracking, postgres=True)
 
     def _lock_for_switch(self, c: Any) -> int:
         # Tables first, then the tracking row: the order a runner takes them in.
@@ -135,15 +131,7 @@ class PostgresDispatchViews(DispatchViews, PostgresTrackingRecorder):
 
 def views_for(factory: InfrastructureFactory[Any]) -> DispatchViews:
     """The read models in the database of the given application's factory."""
-    view: Any
-    if isinstance(factory, SQLiteFactory):
-        view = factory.tracking_recorder(SQLiteDispatchViews)
-    elif isinstance(factory, PostgresFactory):
-        view = factory.tracking_recorder(PostgresDispatchViews)
-    else:
-        raise TypeError(f"No read models for {type(factory).__name__}")
-    assert isinstance(view, DispatchViews)
-    return view
+    return store_for(factory, DispatchViews, SQLiteDispatchViews, PostgresDispatchViews)
 
 
 def _without_nul(value: Any) -> Any:

@@ -7,9 +7,10 @@ import re
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.postgres import PostgresFactory, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteFactory, SQLiteTrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from projections.tracking import advance_sql, store_for
 from projections.webhooks import tables
 from projections.webhooks.store import WebhookStore
 
@@ -25,9 +26,7 @@ class SQLiteWebhookStore(WebhookStore, SQLiteTrackingRecorder):
         return [*super().construct_create_table_statements(), *tables.CREATE]
 
     def _advance_sql(self) -> str:
-        return ("INSERT INTO tracking VALUES (:name, :last) "
-                "ON CONFLICT (application_name) DO UPDATE SET notification_id = :last "
-                "WHERE tracking.notification_id < :first RETURNING notification_id")
+        return advance_sql()
 
 
 class PostgresWebhookStore(WebhookStore, PostgresTrackingRecorder):
@@ -49,20 +48,9 @@ class PostgresWebhookStore(WebhookStore, PostgresTrackingRecorder):
         return sql.replace("?", "%s")
 
     def _advance_sql(self) -> str:
-        return (f"INSERT INTO {self._tracking} VALUES (%(name)s, %(last)s) "
-                "ON CONFLICT (application_name) DO UPDATE SET notification_id = %(last)s "
-                f"WHERE {self._tracking}.notification_id < %(first)s "
-                "RETURNING notification_id")
+        return advance_sql(self._tracking, postgres=True)
 
 
 def webhooks_for(factory: InfrastructureFactory[Any]) -> WebhookStore:
     """The webhooks' store in the database of the given application's factory."""
-    store: Any
-    if isinstance(factory, SQLiteFactory):
-        store = factory.tracking_recorder(SQLiteWebhookStore)
-    elif isinstance(factory, PostgresFactory):
-        store = factory.tracking_recorder(PostgresWebhookStore)
-    else:
-        raise TypeError(f"No webhooks store for {type(factory).__name__}")
-    assert isinstance(store, WebhookStore)
-    return store
+    return store_for(factory, WebhookStore, SQLiteWebhookStore, PostgresWebhookStore)
