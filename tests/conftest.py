@@ -4,6 +4,8 @@
 own directory, and a fresh schema in the PostgreSQL server named by
 SMARTSCHEDULER_TEST_POSTGRES_URL. A missing server skips with the reason,
 unless SMARTSCHEDULER_REQUIRE_SERVICES=1 (as in CI), which makes it a failure.
+`second_url` is another fresh database on the same backend, and `redis_server`
+a private redis-server (tests/redis_server.py) stopped after the test.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from hypothesis import HealthCheck, settings
 
 from application.settings import Settings
 from smartscheduler.bootstrap import Services, build_services
+from tests.projections.stores import other_store
+from tests.redis_server import RedisServer, start_private_redis
 from tests.services import postgres_schema_url
 
 settings.register_profile("default", max_examples=60, deadline=None,
@@ -40,6 +44,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 def sqlite_url(tmp_path) -> str:
     """A fresh SQLite file, for tests about the embedded mode only."""
     return f"sqlite:///{tmp_path / 'smartscheduler.db'}"
+
+
+@pytest.fixture
+def second_url(database_url: str, tmp_path) -> Iterator[str]:
+    """Another fresh, empty database on the backend of `database_url`."""
+    yield from other_store(database_url, tmp_path)
+
+
+@pytest.fixture
+def redis_server(tmp_path) -> Iterator[RedisServer]:
+    """A private redis-server: the relay writes to a fixed stream name."""
+    server = start_private_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -31,11 +31,23 @@ from smartscheduler.launch import (
 )
 from web.auth import mint_token
 
-__all__ = ["JWT_SECRET", "STARTUP_TIMEOUT", "Client", "Reply", "Server", "start_server",
-           "stop"]
+__all__ = ["JOB", "JWT_SECRET", "STARTUP_TIMEOUT", "Client", "Reply", "Server",
+           "start_server", "stop"]
 
 JWT_SECRET = "e2e-secret-" + "s" * 40
 STARTUP_TIMEOUT = 30.0
+
+# A job with every field, as a dispatcher posts it.
+JOB = {
+    "type": "HVAC repair",
+    "description": "No cooling on the second floor",
+    "durationMinutes": 120,
+    "priority": "High",
+    "region": "North",
+    "requiredSkills": ["hvac"],
+    "location": {"address": "1 Main St", "latitude": 40.7, "longitude": -74.0},
+    "serviceWindow": {"start": "2030-01-15T09:00:00Z", "end": "2030-01-15T13:00:00+00:00"},
+}
 
 
 @dataclass

@@ -28,8 +28,8 @@ from projections.rebuild import rebuild
 from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.processes import children, followers_pid, running, worker_pids
 from tests.e2e.servers import Client, Server, start_server, stop
-from tests.e2e.test_realtime import SseClient
-from tests.redis_server import RedisServer, start_private_redis
+from tests.e2e.sse import SseClient
+from tests.redis_server import RedisServer
 
 WAIT = 60.0
 """How long to wait for what must happen (a bound, not a timing claim; generous,
@@ -187,15 +187,6 @@ def test_an_event_stream_receives_a_cancel_handled_by_another_worker(embedded):
 
 
 # The followers process -------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_private_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def read_models(services: Services) -> tuple[list[Any], list[Any]]:

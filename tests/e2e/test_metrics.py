@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.scrape import samples, value
-from tests.e2e.servers import Client, Server, start_server, stop
-from tests.e2e.test_realtime import SseClient
-from tests.e2e.test_server import JOB
+from tests.e2e.servers import JOB, Client, Server, start_server, stop
+from tests.e2e.sse import SseClient
 
 WAIT = 60.0
 """How long to wait for what must happen (a bound, not a timing claim)."""

@@ -12,21 +12,9 @@ from collections import Counter
 from typing import Any
 from uuid import uuid4
 
-from tests.e2e.servers import Client, Reply, Server
+from tests.e2e.servers import JOB, Client, Reply, Server
 
 CONCURRENT_CANCELS = 16
-
-JOB = {
-    "type": "HVAC repair",
-    "description": "No cooling on the second floor",
-    "durationMinutes": 120,
-    "priority": "High",
-    "region": "North",
-    "requiredSkills": ["hvac"],
-    "location": {"address": "1 Main St", "latitude": 40.7, "longitude": -74.0},
-    "serviceWindow": {"start": "2030-01-15T09:00:00Z", "end": "2030-01-15T13:00:00+00:00"},
-}
-
 
 def slot(contractor_id: str | None = None) -> dict[str, str]:
     return {"contractorId": contractor_id or str(uuid4()),

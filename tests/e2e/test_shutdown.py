@@ -29,7 +29,7 @@ from smartscheduler.bootstrap import Services, build_services
 from tests.e2e.processes import sigterm
 from tests.e2e.servers import STARTUP_TIMEOUT, Server, start_server, stop
 from tests.factories import save_cancelled_job
-from tests.redis_server import RedisServer, start_private_redis
+from tests.redis_server import RedisServer
 
 STOP_WITHIN = 2.0
 """Seconds from SIGTERM to the exit of the process: the requirement, the only bound."""
@@ -170,16 +170,6 @@ def test_projections_run_stops_on_sigterm_and_the_next_run_resumes_where_it_stop
         assert job is not None and job.status == "Cancelled", job
     assert assert_stopped_cleanly(
         second, re.compile(r"Read models: stopped at position (\d+)\.")) == new_head
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private redis-server: the relay writes to a fixed stream name."""
-    server = start_private_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_relay_stops_on_sigterm_and_the_next_run_publishes_only_what_came_after(

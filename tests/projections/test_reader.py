@@ -33,18 +33,9 @@ from projections.store import DispatchViews
 from smartscheduler.bootstrap import build_dispatch, redis_client
 from tests.factories import save_cancelled_job
 from tests.projections.support import all_job_ids, documents_newest_first, items, read_all
-from tests.redis_server import RedisServer, require_redis_server, start_private_redis
+from tests.redis_server import RedisServer, require_redis_server
 
 WAIT = 60.0
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    server = start_private_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Process:

@@ -24,38 +24,26 @@ from psycopg.sql import SQL, Identifier
 from application.dispatch import Dispatch
 from application.settings import Settings
 from projections.realtime.envelopes import contractors_of, region_of
-from projections.realtime.feeds import read_log
-from projections.realtime.relay import STREAM, TRACKING_NAME, Relay, channel
+from projections.realtime.relay import STREAM, Relay, channel
 from smartscheduler.bootstrap import build_dispatch, redis_client
 from tests.factories import job_fields, request, save_cancelled_job
+from tests.projections.relaying import (
+    WAIT,
+    Envelope,
+    caught_up,
+    commit_jobs,
+    expected_entries,
+    reset_relay_position,
+    store_envelopes,
+    stream_entries,
+    wait_until,
+)
 from tests.redis_server import (
     RedisServer,
     free_port,
     require_redis_server,
     start_private_redis,
 )
-
-WAIT = 60.0
-
-Envelope = dict[str, Any]
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    server = start_private_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -78,42 +66,6 @@ def running_relay(app: Dispatch, url: str) -> Iterator[Relay]:
         relay.redis.close()
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"Gave up after {timeout:.0f}s waiting until {what}")
-        time.sleep(0.02)
-
-
-def commit_jobs(app: Dispatch, count: int) -> None:
-    for region in [r for r, _ in zip(cycle(["North", "South", "East"]), range(count),
-                                      strict=False)]:
-        save_cancelled_job(app, region, (uuid4(),))
-
-
-def store_envelopes(app: Dispatch) -> list[Envelope]:
-    """Every event in the store, as the relay publishes it."""
-    return list(read_log(app, 0))
-
-
-def stream_entries(client: redis.Redis) -> list[tuple[str, Envelope]]:
-    """(entry id, envelope) of every entry of the stream, oldest first."""
-    entries = []
-    for entry_id, fields in client.xrange(STREAM, "-", "+"):
-        assert set(fields) == {b"event"}, fields
-        entries.append((entry_id.decode(), json.loads(fields[b"event"])))
-    return entries
-
-
-def expected_entries(app: Dispatch) -> list[tuple[str, Envelope]]:
-    return [(f"{item['position']}-0", item) for item in store_envelopes(app)]
-
-
-def caught_up(relay: Relay, app: Dispatch) -> Callable[[], bool]:
-    return lambda: relay.position() == app.head_position()
-
-
 def listen(pubsub: Any, enough: Callable[[list[tuple[str, Envelope]]], bool]
            ) -> list[tuple[str, Envelope]]:
     """(channel, envelope) of the messages received, until `enough` or the deadline."""
@@ -128,20 +80,6 @@ def listen(pubsub: Any, enough: Callable[[list[tuple[str, Envelope]]], bool]
 
 def reached(position: int) -> Callable[[list[tuple[str, Envelope]]], bool]:
     return lambda received: any(item["position"] >= position for _, item in received)
-
-
-def reset_relay_position(app: Dispatch) -> None:
-    """What an operator resetting the relay's tracking record to 0 does."""
-    tracking = app.factory.tracking_recorder()
-    with tracking.datastore.transaction(commit=True) as cursor:
-        if isinstance(tracking, PostgresTrackingRecorder):
-            cursor.execute(SQL(
-                "UPDATE {}.{} SET notification_id = 0 WHERE application_name = %s").format(
-                Identifier(tracking.datastore.schema),
-                Identifier(tracking.tracking_table_name)), (TRACKING_NAME,))
-        else:
-            cursor.execute("UPDATE tracking SET notification_id = 0 "
-                           "WHERE application_name = ?", (TRACKING_NAME,))
 
 
 class Writer:

@@ -14,68 +14,25 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import redis
 
-from application.settings import Settings
-from projections.realtime.relay import STREAM, Relay
+from projections.realtime.relay import STREAM
 from projections.realtime.stream import MOVED_PREFIX, OWNER
-from smartscheduler.bootstrap import Services, build_services
+from smartscheduler.bootstrap import Services
 from smartscheduler.cli import main
-from tests.projections.stores import backup, other_store, restore
-from tests.projections.test_relay import (
+from tests.projections.relaying import (
     caught_up,
     commit_jobs,
     expected_entries,
+    relay,
+    relay_of,
     reset_relay_position,
     stream_entries,
     wait_until,
 )
-from tests.redis_server import RedisServer, start_private_redis
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    server = start_private_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def second_url(database_url: str, tmp_path) -> Iterator[str]:
-    yield from other_store(database_url, tmp_path)
-
-
-@contextmanager
-def relay_of(url: str, redis_url: str) -> Iterator[Services]:
-    """A store with its relay running (and no read models); `stuck_after` an hour,
-    so that only a halt makes the relay stuck within a test."""
-    settings = Settings(database_url=url, redis_url=redis_url, stuck_after=3600.0)
-    services = build_services(settings, run_projections=False, run_relay=True)
-    try:
-        yield services
-    finally:
-        services.close()
-
-
-def relay(services: Services) -> Relay:
-    assert services.relay is not None
-    return services.relay
+from tests.projections.stores import backup, restore
 
 
 def report(services: Services) -> dict[str, Any]:

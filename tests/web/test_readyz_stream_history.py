@@ -19,30 +19,16 @@ from application.settings import Settings
 from projections.realtime.relay import STREAM
 from smartscheduler.bootstrap import Services, create_app
 from smartscheduler.cli import main
-from tests.projections.stores import other_store
-from tests.projections.test_relay import (
+from tests.projections.relaying import (
     caught_up,
     commit_jobs,
     expected_entries,
+    relay,
+    relay_of,
     stream_entries,
     wait_until,
 )
-from tests.projections.test_relay_history import relay, relay_of
-from tests.redis_server import RedisServer, start_private_redis
-
-
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[RedisServer]:
-    server = start_private_redis(tmp_path / "redis")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def second_url(database_url: str, tmp_path) -> Iterator[str]:
-    yield from other_store(database_url, tmp_path)
+from tests.redis_server import RedisServer
 
 
 @contextmanager
