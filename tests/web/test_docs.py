@@ -128,6 +128,14 @@ def test_every_api_operation_documents_its_errors_as_problem_json(spec):
     ("POST", "/api/jobs/{job_id}/cancel", {"400", "401", "403", "404", "412", "422"}),
     ("GET", "/api/jobs/{job_id}/history", {"401", "403", "404"}),
     ("GET", "/api/assignments", {"401", "403", "422"}),
+    ("POST", "/api/webhooks", {"400", "401", "403", "422"}),
+    ("GET", "/api/webhooks", {"401", "403"}),
+    ("GET", "/api/webhooks/{endpoint_id}", {"401", "403", "404"}),
+    ("DELETE", "/api/webhooks/{endpoint_id}", {"401", "403", "404"}),
+    ("POST", "/api/webhooks/{endpoint_id}/rotate-secret", {"400", "401", "403", "404"}),
+    ("GET", "/api/webhooks/{endpoint_id}/deliveries", {"401", "403", "404"}),
+    ("POST", "/api/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry",
+     {"400", "401", "403", "404", "409"}),
 ])
 def test_each_operation_documents_the_error_statuses_of_the_contract(
         spec, method, path, statuses):

@@ -62,7 +62,7 @@ class WebhookEndpoints(MethodView):
     @admin_only
     @blp.arguments(CREATE)
     @blp.response(201, WITH_SECRET, headers=LOCATION)
-    @blp.problems(401, 403, 415, 503)
+    @blp.problems(400, 401, 403, 415, 503)
     def post(self, body: dict[str, Any]) -> tuple[Revealed, int, dict[str, str]]:
         """Register an endpoint; its secret is in this answer only."""
         made = Revealed(*webhooks().register(http.actor(), **body))
@@ -98,7 +98,7 @@ class WebhookEndpointById(MethodView):
 class WebhookSecretRotation(MethodView):
     @admin_only
     @blp.response(200, WITH_SECRET)
-    @blp.problems(401, 403, 404, 503)
+    @blp.problems(400, 401, 403, 404, 415, 503)
     def post(self, endpoint_id: str) -> Revealed:
         """A new secret; the one before still signs (a second signature) for 24 h."""
         return Revealed(*webhooks().rotate_secret(http.actor(), endpoint_id))
@@ -125,7 +125,7 @@ class WebhookDeliveries(MethodView):
 class WebhookDeliveryRetry(MethodView):
     @admin_only
     @blp.response(202, DELIVERY)
-    @blp.problems(401, 403, 404, 409)
+    @blp.problems(400, 401, 403, 404, 409, 415)
     def post(self, endpoint_id: str, delivery_id: str) -> Delivery:
         """Attempt a Failed or Dead delivery again now."""
         return webhooks().retry(http.actor(), endpoint_id, delivery_id)
