@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -104,8 +105,18 @@ class Latencies:
 
 
 def measure(command_port: int, stream_port: int, count: int) -> Latencies:
-    api, bearer = connect(command_port), token()
     listener = Listener(stream_port)
+    try:
+        return cancel_latencies(command_port, listener.wait, count)
+    finally:
+        listener.close()
+
+
+def cancel_latencies(port: int, arrived: Callable[[str], float], count: int) -> Latencies:
+    """`count` cancels one at a time, each of a job with one assignment: from the
+    cancel sent until its JobCancelled arrived (`arrived(job_id)`, a perf_counter
+    time), and until the cancel's answer was read."""
+    api, bearer = connect(port), token()
     try:
         jobs = []
         for _ in range(count):
@@ -123,22 +134,26 @@ def measure(command_port: int, stream_port: int, count: int) -> Latencies:
                                 {"reasonCode": "CustomerRequest"}, bearer)
             replied = time.perf_counter()
             assert status == 200, body
-            delivered.append(listener.wait(job_id) - sent)
+            delivered.append(arrived(job_id) - sent)
             answered.append(replied - sent)
         return Latencies(delivered, answered)
     finally:
-        listener.close()
         api.close()
 
 
-def rows(label: str, latencies: Latencies, limit_ms: float, note: str) -> list[Row]:
+def latency_rows(kind: str, label: str, latencies: Latencies, limit_ms: float, note: str,
+                 warmup: int = 20) -> list[Row]:
     """p50 and p99 after the warm-up (µs); the p99 against `limit_ms`."""
     note = f"{note}; 1-min load average {os.getloadavg()[0]:.1f} at the end"
-    delivered, answered = latencies.delivered[WARMUP:], latencies.answered[WARMUP:]
-    return [Row(f"realtime: {label} p{p:.0f}", percentile(delivered, p / 100) * 1e6,
+    delivered, answered = latencies.delivered[warmup:], latencies.answered[warmup:]
+    return [Row(f"{kind}: {label} p{p:.0f}", percentile(delivered, p / 100) * 1e6,
                 percentile(answered, p / 100) * 1e6, "µs",
                 at_most=limit_ms * 1000 if p == 99 else None, note=note if p == 99 else "")
             for p in (50, 99)]
+
+
+def rows(label: str, latencies: Latencies, limit_ms: float, note: str) -> list[Row]:
+    return latency_rows("realtime", label, latencies, limit_ms, note, WARMUP)
 
 
 def embedded(ctx: Context) -> list[Row]:

@@ -15,20 +15,18 @@ HTTP round trip. Targets, on p99: 100 ms; (b) at most 20 ms above (a).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
-import uuid
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from application.settings import Settings
 from bench.context import Context
-from bench.realtime import JOB, Latencies
+from bench.realtime import Latencies, cancel_latencies, latency_rows
 from bench.registry import Row, percentile, register
-from bench.services import SECRET, call, connect, serve, token
+from bench.services import SECRET, call, connect, serve
 from smartscheduler.launch import HOST
 from web.auth import mint_token
 
@@ -108,29 +106,7 @@ class Silent:
 
 
 def measure(port: int, receiver: Receiver, count: int) -> Latencies:
-    api, bearer = connect(port), token()
-    try:
-        jobs = []
-        for _ in range(count):
-            status, job = call(api, "POST", "/api/jobs", JOB, bearer)
-            assert status == 201, job
-            status, job = call(api, "POST", f"/api/jobs/{job['id']}/assignments", {
-                "contractorId": str(uuid.uuid4()), "startUtc": "2030-01-15T09:00:00Z",
-                "endUtc": "2030-01-15T11:00:00Z"}, bearer)
-            assert status == 201, job
-            jobs.append(job["id"])
-        delivered, answered = [], []
-        for job_id in jobs:
-            sent = time.perf_counter()
-            status, body = call(api, "POST", f"/api/jobs/{job_id}/cancel",
-                                {"reasonCode": "CustomerRequest"}, bearer)
-            replied = time.perf_counter()
-            assert status == 200, body
-            delivered.append(receiver.wait(job_id) - sent)
-            answered.append(replied - sent)
-        return Latencies(delivered, answered)
-    finally:
-        api.close()
+    return cancel_latencies(port, receiver.wait, count)
 
 
 def scenario(ctx: Context, name: str, with_silent: bool) -> Latencies:
@@ -155,13 +131,7 @@ def scenario(ctx: Context, name: str, with_silent: bool) -> Latencies:
 
 
 def rows(label: str, latencies: Latencies, at_most_ms: float, note: str) -> list[Row]:
-    note = f"{note}; 1-min load average {os.getloadavg()[0]:.1f} at the end"
-    delivered, answered = latencies.delivered[WARMUP:], latencies.answered[WARMUP:]
-    return [Row(f"webhooks: {label} p{p:.0f}", percentile(delivered, p / 100) * 1e6,
-                percentile(answered, p / 100) * 1e6, "µs",
-                at_most=at_most_ms * 1000 if p == 99 else None,
-                note=note if p == 99 else "")
-            for p in (50, 99)]
+    return latency_rows("webhooks", label, latencies, at_most_ms, note, WARMUP)
 
 
 @register("webhooks", "cancel sent -> a webhook receiver's 200 (p50, p99), beside a dead "
