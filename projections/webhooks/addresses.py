@@ -4,8 +4,10 @@ Outside production any http or https URL goes. In production (so that an
 endpoint can never be pointed at the service's own network) a URL must be
 https, and its host must resolve to public addresses only: a loopback, private,
 link-local, shared, reserved or multicast address is refused, and so is a name
-that resolves to one, or to nothing. The check is made when the endpoint is
-registered, and again at every send: the sender resolves the name itself and
+that resolves to one. The check is made when the endpoint is registered (a
+name that does not resolve then is let through: it names no address yet, and
+a DNS hiccup must not refuse a good endpoint), and again at every send, where
+a name that resolves to nothing fails the attempt: the sender resolves the name itself and
 connects to an address it has just checked (`projections.webhooks.transport`),
 so a name that changes what it resolves to after registration (DNS rebinding)
 gets nothing sent to a private address.
@@ -13,6 +15,7 @@ gets nothing sent to a private address.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from urllib.parse import SplitResult, urlsplit
@@ -22,6 +25,10 @@ MAX_URL = 2048
 
 class Refused(Exception):
     """The URL, or the address its host resolves to, may not be sent to."""
+
+
+class Unresolved(Refused):
+    """The URL's host resolves to no address (now)."""
 
 
 def is_public(address: str) -> bool:
@@ -58,10 +65,10 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
-        raise Refused(f"The host {host!r} does not resolve ({error}).") from None
+        raise Unresolved(f"The host {host!r} does not resolve ({error}).") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
     if not addresses:
-        raise Refused(f"The host {host!r} does not resolve.")
+        raise Unresolved(f"The host {host!r} does not resolve.")
     return addresses
 
 
@@ -83,4 +90,5 @@ def check(url: str, *, production: bool) -> None:
     """Refused unless a webhook may be sent to `url` (see the module docstring)."""
     parts = parse(url, production=production)
     if production:
-        public_addresses(parts.hostname or "", default_port(parts))
+        with contextlib.suppress(Unresolved):  # no address to refuse yet: each send checks
+            public_addresses(parts.hostname or "", default_port(parts))
