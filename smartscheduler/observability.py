@@ -24,6 +24,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from web.access_log import AccessLogInThread
@@ -77,14 +78,37 @@ def metrics_files() -> Iterator[str]:
     if "prometheus_client" in sys.modules:
         log.warning("prometheus_client was imported before %s was set: each worker "
                     "will serve its own metrics only", MULTIPROC_DIR)
-    directory = tempfile.mkdtemp(prefix="smartscheduler-metrics-")
-    os.environ[MULTIPROC_DIR] = directory
     arbiter = os.getpid()
+    _sweep_left_behind()
+    directory = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{arbiter}-")
+    os.environ[MULTIPROC_DIR] = directory
     try:
         yield directory
     finally:
         if os.getpid() == arbiter:  # a worker leaves through here too (SystemExit)
             shutil.rmtree(directory, ignore_errors=True)
+
+
+METRICS_PREFIX = "smartscheduler-metrics-"
+
+
+def _sweep_left_behind() -> None:
+    """Remove the metrics directories of servers that died without removing theirs
+    (kill -9 of the arbiter): each is named after its server's process id."""
+    for found in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
+        pid = found.name[len(METRICS_PREFIX):].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(found, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def worker_exited(arbiter: Any, worker: Any) -> None:
