@@ -35,11 +35,19 @@ class WebhookNotFound(DomainError):
 
 
 class DeliveryNotRetryable(DomainError):
-    """Only a Failed or Dead delivery can be retried."""
+    """Only a Failed or Dead delivery of an Active endpoint can be retried."""
 
-    def __init__(self, delivery: Delivery) -> None:
-        super().__init__(f"Delivery {delivery.id} is {delivery.status}: only a Failed or "
-                         "Dead delivery can be retried.", current_status=delivery.status)
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryNotRetryable:
+        return cls(f"Delivery {delivery.id} is {delivery.status}: only a Failed or "
+                   "Dead delivery can be retried.", current_status=delivery.status)
+
+    @classmethod
+    def disabled(cls, endpoint: Endpoint) -> DeliveryNotRetryable:
+        return cls(f"Webhook endpoint {endpoint.id} is disabled (it answered 410 Gone): "
+                   "nothing is sent to it, so none of its deliveries can be retried. "
+                   "Register the URL again to receive events.",
+                   current_status=endpoint.status)
 
 
 class DeliveryNotFound(WebhookNotFound):
@@ -48,11 +56,14 @@ class DeliveryNotFound(WebhookNotFound):
 
 
 class WebhooksUnavailable(DomainError):
-    """No key to seal secrets with (production without SMARTSCHEDULER_WEBHOOK_KEY)."""
+    """No endpoint can be registered: webhooks are off (SMARTSCHEDULER_WEBHOOKS=false),
+    or there is no key to seal secrets with (production without
+    SMARTSCHEDULER_WEBHOOK_KEY)."""
 
-    def __init__(self) -> None:
-        super().__init__("Webhooks cannot be registered: the server has no "
-                         "SMARTSCHEDULER_WEBHOOK_KEY to store their secrets with.")
+    NO_KEY = ("Webhooks cannot be registered: the server has no "
+              "SMARTSCHEDULER_WEBHOOK_KEY to store their secrets with.")
+    OFF = ("Webhooks cannot be registered: this deployment delivers none "
+           "(SMARTSCHEDULER_WEBHOOKS=false).")
 
 
 def require_admin(actor: Actor) -> None:
@@ -64,17 +75,21 @@ class Webhooks:
     """The webhook endpoints and their deliveries, for Admins."""
 
     def __init__(self, store: WebhookStore, box: SecretBox | None, *, production: bool,
-                 head: Callable[[], int]) -> None:
+                 head: Callable[[], int], enabled: bool = True) -> None:
         self.store = store
         self.box = box
         self.production = production
         self.head = head
+        self.enabled = enabled
+        """Whether this deployment delivers webhooks: when not, none is registered."""
 
     def register(self, actor: Actor, url: str, event_types: Sequence[str] = (),
                  regions: Sequence[str] = (), description: str | None = None,
                  ) -> tuple[Endpoint, str]:
         """A new endpoint, which receives the events after now; its secret."""
         require_admin(actor)
+        if not self.enabled:
+            raise WebhooksUnavailable(WebhooksUnavailable.OFF)
         try:
             addresses.check(url, production=self.production)
         except addresses.Refused as refused:
@@ -122,18 +137,21 @@ class Webhooks:
                                      page_size=page_size)
 
     def retry(self, actor: Actor, endpoint_id: str, delivery_id: str) -> Delivery:
-        """Make a Failed or Dead delivery due now (its sender sends it within a second)."""
+        """Make a Failed or Dead delivery due now (its sender sends it within a second);
+        never one of a Disabled endpoint, to which nothing is sent."""
         endpoint = self.endpoint(actor, endpoint_id)
+        if endpoint.status != tables.ACTIVE:
+            raise DeliveryNotRetryable.disabled(endpoint)
         delivery = self.store.retry(endpoint.id, _id(delivery_id), time.time())
         if delivery is None:
             raise DeliveryNotFound(delivery_id)
         if delivery.status != tables.FAILED or delivery.next_attempt_at is None:
-            raise DeliveryNotRetryable(delivery)
+            raise DeliveryNotRetryable.of(delivery)
         return delivery
 
     def _seal(self, secret: str) -> str:
         if self.box is None:
-            raise WebhooksUnavailable
+            raise WebhooksUnavailable(WebhooksUnavailable.NO_KEY)
         return self.box.seal(secret)
 
 

@@ -3,7 +3,8 @@
 The key that seals secrets is SMARTSCHEDULER_WEBHOOK_KEY; outside production a
 public development key stands in (with a warning, like the JWT secret). In
 production without one the server still starts, but no endpoint can be
-registered (503 webhooks_unavailable) and the error is logged.
+registered (503 webhooks_unavailable) and the error is logged; so too (503)
+with SMARTSCHEDULER_WEBHOOKS=false, when no delivery would ever be made.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def build_webhooks(settings: Settings, app: Dispatch) -> tuple[Webhooks, Webhook
     """The Admins' service over the webhooks' store (in the read models' database)."""
     store = webhooks_for(app.factory)
     return Webhooks(store, secret_box(settings), production=settings.is_production,
-                    head=app.head_position), store
+                    head=app.head_position, enabled=settings.webhooks), store
 
 
 def delivery_follower(settings: Settings, app: Dispatch, store: WebhookStore,
