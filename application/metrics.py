@@ -29,6 +29,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 """Events per append: one command's (a cancel holds one per live assignment), up
 to MAX_BATCH commands' together."""
 
+DELIVERY_OUTCOMES = ("succeeded", "failed", "dead", "gone")
+"""The outcomes of a webhook delivery attempt (`projections.webhooks.sender`): each
+is shown from the start, at 0 (a labelled counter shows no sample before its
+labels are first used)."""
+
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """HTTP methods counted by name; any other is counted as OTHER."""
 
@@ -60,6 +65,13 @@ def metrics() -> Metrics:
 
 
 def _make() -> Metrics:
+    made = _new()
+    for outcome in DELIVERY_OUTCOMES:  # at 0 in this process's files, in multiprocess mode
+        made.webhook_deliveries.labels(outcome=outcome)
+    return made
+
+
+def _new() -> Metrics:
     from prometheus_client import Counter, Gauge, Histogram
 
     return Metrics(

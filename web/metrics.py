@@ -9,7 +9,9 @@ follower runs. `smartscheduler_event_store_up` is 0 when the store did not
 answer in time (the positions are left out then).
 
 With SMARTSCHEDULER_METRICS_TOKEN set, a scrape needs `Authorization: Bearer
-<that token>` (401 otherwise).
+<that token>` (401 otherwise; the scheme in any case, as RFC 7235 has it). Every
+metric is shown from a fresh server's first scrape: the series yet to be counted
+are shown at 0 (`web.telemetry.show_every_series`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from web import telemetry
 from web.health import PROBES
 from web.problems import Problem
 from web.services import services
@@ -35,6 +38,7 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 def scrape() -> Response:
     """Every metric of the server (Prometheus's text format)."""
     _authorize(services().settings.metrics_token)
+    telemetry.show_every_series(current_app)
     from prometheus_client.exposition import generate_latest
 
     body = generate_latest(_Scrape(_counted(), _log_positions()))  # type: ignore[arg-type]
@@ -44,9 +48,10 @@ def scrape() -> Response:
 def _authorize(token: str | None) -> None:
     if token is None:
         return
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
-                               f"Bearer {token}".encode("utf-8", "surrogatepass")):
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip(" ").encode("utf-8", "surrogatepass"),
+            token.encode("utf-8", "surrogatepass")):  # the scheme in any case (RFC 7235)
         raise Problem(401, "unauthorized", "Unauthorized",
                       "The metrics need Authorization: Bearer <the metrics token>.",
                       headers={"WWW-Authenticate": 'Bearer realm="metrics"'})

@@ -29,6 +29,9 @@ UNMATCHED = "<unmatched>"
 
 COMMAND_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+SHOWN = "smartscheduler.series_shown"
+"""The app's extension set once `show_every_series` has run."""
+
 _series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 _commands: dict[tuple[str, str], Any] = {}
 _command_names: dict[tuple[str, str], str] = {}
@@ -38,6 +41,22 @@ def register(app: Flask) -> None:
     """Call first of the app's hooks, so that the time of arrival comes first."""
     app.before_request(_arrived)
     app.after_request(_answered)
+
+
+def show_every_series(app: Flask) -> None:
+    """Make the series a fresh server has yet to count, at 0, so that every metric
+    is shown from the first scrape (a labelled metric shows no sample before its
+    labels are first used; in multiprocess mode a series made is written, at 0, to
+    this process's files): every command with outcome `ok`, and the scrape's own
+    request (counted once its response is made). Once per app."""
+    if app.extensions.get(SHOWN):
+        return
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/"):
+            for method in sorted((rule.methods or set()) & COMMAND_METHODS):
+                _command_of(_command_name(rule.endpoint, method, app), "ok")
+    _series_of("GET", "/metrics", 200)
+    app.extensions[SHOWN] = True
 
 
 def _arrived() -> None:
@@ -96,12 +115,12 @@ def _command_of(command: str, outcome: str) -> Any:
     return found
 
 
-def _command_name(endpoint: str, method: str) -> str:
+def _command_name(endpoint: str, method: str, app: Flask | None = None) -> str:
     """The command's OpenAPI operationId (`cancelJob`), else its endpoint's name."""
     key = (endpoint, method)
     name = _command_names.get(key)
     if name is None:
-        view = current_app.view_functions.get(endpoint)
+        view = (app or current_app).view_functions.get(endpoint)
         handler = getattr(getattr(view, "view_class", None), method.lower(), view)
         documented = getattr(handler, "_apidoc", {}).get("manual_doc", {})
         name = _command_names[key] = documented.get("operationId") or endpoint

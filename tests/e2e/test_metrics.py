@@ -109,7 +109,7 @@ def test_commands_are_counted_by_outcome_and_positions_read_from_the_store(
     scraped = samples(client)
 
     commands = {(labels[0][1], labels[1][1]): count for (name, *labels), count
-                in scraped.items() if name == "smartscheduler_commands_total"}
+                in scraped.items() if name == "smartscheduler_commands_total" and count}
     assert commands == {("createJob", "ok"): 1, ("createJob", "replayed"): 1,
                         ("cancelJob", "ok"): 1, ("cancelJob", "job_already_cancelled"): 1,
                         ("cancelJob", "job_not_found"): 1}
@@ -142,6 +142,37 @@ def test_every_line_of_the_log_is_json_and_a_request_line_has_its_fields(
     assert isinstance(line["duration"], float) and line["level"] == "INFO"
 
 
+CONTRACT_METRICS = {
+    "smartscheduler_http_requests_total", "smartscheduler_http_request_duration_seconds",
+    "smartscheduler_commands_total", "smartscheduler_event_store_head_position",
+    "smartscheduler_follower_position", "smartscheduler_follower_lag_events",
+    "smartscheduler_append_batch_events", "smartscheduler_sse_streams_open",
+    "smartscheduler_webhook_deliveries_total"}
+"""The metrics the API contract says /metrics has at least."""
+
+WEBHOOK_COMMANDS = {"createWebhook", "deleteWebhook", "rotateWebhookSecret",
+                    "retryWebhookDelivery"}
+
+
+def test_a_fresh_server_shows_every_metric_of_the_contract(
+        sqlite_url: str, run_server: Callable[..., Server]) -> None:
+    server = run_server(sqlite_url, args=["--workers", "2"])
+
+    scraped = samples(server.client(role=None))  # the server's first request
+
+    names = {name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+             for (name, *_) in scraped}
+    assert names >= CONTRACT_METRICS, CONTRACT_METRICS - names
+    for outcome in ("succeeded", "failed", "dead", "gone"):
+        assert value(scraped, "smartscheduler_webhook_deliveries_total",
+                     outcome=outcome) == 0
+    commands = {dict(labels)["command"]: count for (name, *labels), count
+                in scraped.items() if name == "smartscheduler_commands_total"}
+    assert set(commands) >= {"createJob", "cancelJob"} | WEBHOOK_COMMANDS
+    assert not any("." in command for command in commands), commands  # operationIds
+    assert set(commands.values()) == {0}
+
+
 def test_with_a_token_set_a_scrape_needs_it(
         sqlite_url: str, run_server: Callable[..., Server]) -> None:
     token = "metrics-" + "t" * 32
@@ -155,6 +186,8 @@ def test_with_a_token_set_a_scrape_needs_it(
     assert refused.header("Content-Type") == "application/problem+json"
     assert refused.body["code"] == "unauthorized"
     assert samples(client, {"Authorization": f"Bearer {token}"})
+    assert samples(client, {"Authorization": f"bearer {token}"})  # RFC 7235: any case
+    assert client.get("/metrics", headers={"Authorization": f"Basic {token}"}).status == 401
 
 
 def test_open_event_streams_are_counted_while_they_are_open(

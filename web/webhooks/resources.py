@@ -62,6 +62,7 @@ class WebhookEndpoints(MethodView):
     @admin_only
     @blp.arguments(CREATE)
     @blp.response(201, WITH_SECRET, headers=LOCATION)
+    @blp.doc(operationId="createWebhook")
     @blp.problems(400, 401, 403, 415, 503)
     def post(self, body: dict[str, Any]) -> tuple[Revealed, int, dict[str, str]]:
         """Register an endpoint; its secret is in this answer only."""
@@ -71,6 +72,7 @@ class WebhookEndpoints(MethodView):
 
     @admin_only
     @blp.response(200, WEBHOOKS)
+    @blp.doc(operationId="listWebhooks")
     @blp.problems(401, 403)
     def get(self) -> list[Endpoint]:
         """Every endpoint, oldest first (never a secret)."""
@@ -81,6 +83,7 @@ class WebhookEndpoints(MethodView):
 class WebhookEndpointById(MethodView):
     @admin_only
     @blp.response(200, WEBHOOK)
+    @blp.doc(operationId="getWebhook")
     @blp.problems(401, 403, 404)
     def get(self, endpoint_id: str) -> Endpoint:
         """One endpoint."""
@@ -88,6 +91,7 @@ class WebhookEndpointById(MethodView):
 
     @admin_only
     @blp.response(204)
+    @blp.doc(operationId="deleteWebhook")
     @blp.problems(401, 403, 404)
     def delete(self, endpoint_id: str) -> None:
         """Delete an endpoint: nothing more is sent to it."""
@@ -98,6 +102,7 @@ class WebhookEndpointById(MethodView):
 class WebhookSecretRotation(MethodView):
     @admin_only
     @blp.response(200, WITH_SECRET)
+    @blp.doc(operationId="rotateWebhookSecret")
     @blp.problems(400, 401, 403, 404, 415, 503)
     def post(self, endpoint_id: str) -> Revealed:
         """A new secret; the one before still signs (a second signature) for 24 h."""
@@ -109,6 +114,7 @@ class WebhookDeliveries(MethodView):
     @admin_only
     @blp.arguments(LIST_QUERY, location="query", as_kwargs=True)
     @blp.response(200, DELIVERIES)
+    @blp.doc(operationId="listWebhookDeliveries")
     @blp.paginate(page=1, page_size=20, max_page_size=100)
     @blp.problems(401, 403, 404)
     def get(self, pagination_parameters: Any, endpoint_id: str,
@@ -125,7 +131,9 @@ class WebhookDeliveries(MethodView):
 class WebhookDeliveryRetry(MethodView):
     @admin_only
     @blp.response(202, DELIVERY)
+    @blp.doc(operationId="retryWebhookDelivery")
     @blp.problems(400, 401, 403, 404, 409, 415)
     def post(self, endpoint_id: str, delivery_id: str) -> Delivery:
-        """Attempt a Failed or Dead delivery again now."""
+        """Attempt a Failed or Dead delivery again now (409 when its endpoint is
+        Disabled: nothing is sent to it)."""
         return webhooks().retry(http.actor(), endpoint_id, delivery_id)
