@@ -1,4 +1,11 @@
-"""Settings read from SMARTSCHEDULER_* environment variables, in one place."""
+"""Settings read from SMARTSCHEDULER_* environment variables, in one place.
+
+A value no deployment could run with is refused when the settings are made
+(SettingsError, naming the variable): the command line then exits with the
+message (status 2) before it starts anything. The webhooks' retry schedule is
+finite waits of more than 0 s and at most MAX_RETRY_WAIT each, and their send
+timeout is between 1 and 60 s.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,16 @@ from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///var/smartscheduler.db"
 DEVELOPMENT_SECRET = "smartscheduler-development-secret-do-not-use-in-production"
+
+MAX_RETRY_WAIT = 7 * 24 * 3600.0
+"""Seconds one wait of SMARTSCHEDULER_WEBHOOK_RETRY_SCHEDULE may be at most."""
+
+WEBHOOK_TIMEOUTS = (1.0, 60.0)
+"""Seconds SMARTSCHEDULER_WEBHOOK_TIMEOUT may be, at least and at most."""
+
+
+class SettingsError(ValueError):
+    """A setting no deployment could run with; the message names its variable."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,13 @@ class Settings:
     webhook_timeout: float = 15.0
     log_format: str = "text"
     metrics_token: str | None = None
+
+    def __post_init__(self) -> None:
+        retry_waits(self.webhook_retry_schedule)
+        low, high = WEBHOOK_TIMEOUTS
+        if not low <= self.webhook_timeout <= high:  # NaN too
+            raise SettingsError(f"SMARTSCHEDULER_WEBHOOK_TIMEOUT must be between {low:g} "
+                                f"and {high:g} seconds, not {self.webhook_timeout!r}.")
 
     @property
     def is_production(self) -> bool:
@@ -117,7 +141,34 @@ class Settings:
             embedded_webhooks=flag("EMBEDDED_WEBHOOKS"),
             webhook_key=get("WEBHOOK_KEY"),
             webhook_retry_schedule=get("WEBHOOK_RETRY_SCHEDULE"),
-            webhook_timeout=float(get("WEBHOOK_TIMEOUT") or 15.0),
+            webhook_timeout=_seconds("SMARTSCHEDULER_WEBHOOK_TIMEOUT", get("WEBHOOK_TIMEOUT"),
+                                     15.0),
             log_format=(get("LOG_FORMAT") or "text").lower(),
             metrics_token=get("METRICS_TOKEN"),
         )
+
+
+def retry_waits(text: str | None) -> tuple[float, ...] | None:
+    """The waits of SMARTSCHEDULER_WEBHOOK_RETRY_SCHEDULE (None: the default);
+    SettingsError unless each is finite, more than 0 and at most MAX_RETRY_WAIT."""
+    if not text:
+        return None
+    name = "SMARTSCHEDULER_WEBHOOK_RETRY_SCHEDULE"
+    waits = tuple(_seconds(name, part, 0.0) for part in text.split(",") if part.strip())
+    if not waits:
+        raise SettingsError(f"{name} must name at least one wait, in seconds.")
+    for wait in waits:
+        if not 0 < wait <= MAX_RETRY_WAIT:  # inf and NaN too
+            raise SettingsError(f"{name}: each wait must be more than 0 and at most "
+                                f"{MAX_RETRY_WAIT:g} seconds (7 days), not {wait!r}.")
+    return waits
+
+
+def _seconds(name: str, text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not "
+                            f"{text.strip()!r}.") from None

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from application.errors import JobNotFound
-from application.settings import Settings
+from application.settings import Settings, SettingsError
 from smartscheduler.bootstrap import build_services
 from smartscheduler.following import run_followers
 from smartscheduler.observability import configure_logging
@@ -28,7 +28,11 @@ log = logging.getLogger("smartscheduler")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:  # before anything starts: see application.settings
+        print(f"smartscheduler: refusing to start: {error}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format)
     if not hasattr(args, "handler"):
         parser.print_help()
