@@ -125,11 +125,21 @@ class LogFollower:
     def check(self) -> None:
         """Raise when what the follower writes to is unreachable (before following)."""
 
+    def start_after(self, after: int) -> int:
+        """Where to follow from, given the recorded position (after `check`)."""
+        return after
+
+    def idle(self, after: int) -> bool:
+        """Found nothing after `after` for a while: False to follow again from the
+        recorded position (what it writes to changed under it)."""
+        return True
+
     def _follow(self) -> None:
         after = self.position()
         if self._stopping.is_set():
             return
         self.check()
+        after = self.start_after(after)
         if self.failure is not None and self.failure.position is None:
             self._recovered(after + 1)  # an outage, now over
         reader = self.reader
@@ -139,8 +149,9 @@ class LogFollower:
                 batch = reader.read(self, after, self.batch_size)
                 if not batch:
                     reader.pause(after, POLL)
-                    continue
             if not batch:
+                if not self._stopping.is_set() and not self.idle(after):
+                    return
                 continue
             if not self._handle(batch):
                 return

@@ -13,7 +13,14 @@ stream holds another history (a fresh or restored store, another store
 sharing the Redis), the relay stops publishing, logs it at ERROR and records
 it as halted, which every `/readyz` and `projections status` report as stuck
 at once; it looks again every few seconds, and goes on by itself after
-`smartscheduler relay reset-stream`.
+`smartscheduler relay reset-stream`; an idle relay looks at the stream's owner
+on each of its polls, so it notices a reset (or a flushed Redis) at once.
+
+A stream that ends below the relay's position lost entries in Redis (flushed,
+the stream deleted, Redis restored from an older snapshot): the position is the
+store's record of what was published, so the relay says so at ERROR and
+publishes again, in order, from the stream's last entry (from the first event
+when the stream is empty); consumers de-duplicate on `id` or `position`.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID, uuid5
 
 import redis
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
@@ -43,7 +49,14 @@ from projections.realtime.identity import (
     ensure_identity,
     read_identity,
 )
-from projections.realtime.stream import STREAM, StreamMismatch, StreamProblem, StreamReset
+from projections.realtime.stream import (
+    STREAM,
+    StreamMismatch,
+    StreamProblem,
+    StreamReset,
+    event_key,
+    refuse,
+)
 
 __all__ = ["CHANNEL_PREFIX", "STREAM", "TRACKING_NAME", "Relay", "channel"]
 
@@ -54,12 +67,6 @@ CHANNEL_PREFIX = "smartscheduler:"
 
 def channel(group: str) -> str:
     return f"{CHANNEL_PREFIX}{group}"
-
-
-def event_id(notification: Notification) -> str:
-    """The envelope's id of a stored event (projections.realtime.envelopes)."""
-    return str(uuid5(UUID(str(notification.originator_id)),
-                     str(notification.originator_version)))
 
 
 class Relay(LogFollower):
@@ -99,12 +106,37 @@ class Relay(LogFollower):
         identity = self._current()
         owner = _text(self.redis.get(stream.OWNER))
         if owner and owner != identity.owner:
-            _refuse(owner, identity)
+            refuse(owner, identity)
         self._top_is_ours()
         if not owner:
             owner = _text(stream.claim(self.redis, identity.owner))
             if owner != identity.owner:
-                _refuse(owner, identity)
+                refuse(owner, identity)
+
+    def start_after(self, after: int) -> int:
+        """Where to publish from: the recorded position, or the stream's top when
+        the stream ends below it (entries lost in Redis: see the module)."""
+        found = stream.top(self.redis)
+        top = 0 if found is None else found[0]
+        if top >= after:
+            return after
+        log.error("Relay: the stream %s %s, below the relay's position %s: entries were "
+                  "lost in Redis (flushed, the stream deleted, or Redis restored from an "
+                  "older snapshot). Publishing positions %s to %s again, in order.",
+                  STREAM, "is empty" if found is None else f"ends at {top}-0", after,
+                  top + 1, after)
+        return top
+
+    def idle(self, after: int) -> bool:
+        """Found nothing new: False when the stream's owner is no longer the
+        identity this pass follows for (a reset-stream, a flushed Redis), or the
+        stream ends below `after` (entries lost), so that it follows again."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(stream.OWNER)
+        pipe.xrevrange(STREAM, "+", "-", count=1)
+        owner, last = pipe.execute()
+        top = int(_text(last[0][0]).partition("-")[0]) if last else 0
+        return _text(owner) == self._current().owner and top >= after
 
     def _top_is_ours(self) -> None:
         """Raises StreamMismatch unless the stream's last entry is this store's
@@ -115,19 +147,27 @@ class Relay(LogFollower):
         if found is None:
             return
         position, payload = found
-        theirs = _id_in(payload)
-        ours = self.app.recorder.select_notifications(start=position, limit=1)
-        if ours and ours[0].id == position and event_id(ours[0]) == theirs:
+        theirs = _decoded(payload)
+        found_ours = self.app.recorder.select_notifications(start=position, limit=1)
+        ours = (Entry(found_ours[0], self.reader.decoder).envelope
+                if found_ours and found_ours[0].id == position else None)
+        if ours is not None and event_key(ours) == event_key(theirs):
             return
-        has = (f"event {event_id(ours[0])} there" if ours and ours[0].id == position
-               else "no event there (the stream is ahead of the store)")
+        has = (f"event {ours['id']} ({ours['type']} at {ours['time']}) there"
+               if ours is not None else "no event there (the stream is ahead of the store)")
+        described = (f"{theirs.get('id')} ({theirs.get('type')} at {theirs.get('time')})"
+                     if theirs else "(unreadable)")
         raise StreamMismatch(
-            f"the stream's last entry {position}-0 is event {theirs or '(unreadable)'}, and "
+            f"the stream's last entry {position}-0 is event {described}, and "
             f"this store has {has}: the stream is from another history (a fresh or "
             "restored store, or another store sharing the Redis)")
 
     def handle(self, entries: Sequence[Entry]) -> bool:
-        self._publish([(entry.envelope, entry.payload) for entry in entries])
+        try:
+            self._publish([(entry.envelope, entry.payload) for entry in entries])
+        except StreamReset as reset:  # published those before it; follow again
+            log.info("Relay: %s", reset)
+            return False
         return True
 
     def publish(self, pairs: list[tuple[Any, int]]) -> None:
@@ -143,7 +183,7 @@ class Relay(LogFollower):
         self._top_is_ours()
         done, problem, detail = stream.append(
             self.redis, identity.owner, self.stream_maxlen,
-            [(item["position"], item["id"], payload) for item, payload in items])
+            [(item["position"], event_key(item), payload) for item, payload in items])
         if done:
             published = items[:done]
             pipe = self.redis.pipeline(transaction=False)
@@ -155,6 +195,8 @@ class Relay(LogFollower):
             with contextlib.suppress(IntegrityError):
                 self.tracking.insert_tracking(
                     Tracking(identity.tracking_name, published[-1][0]["position"]))
+        if problem == "owner":
+            refuse(detail, identity)
         if problem:
             item = items[done][0]
             failed = stream.problem_at(problem, detail, item["position"], item["id"])
@@ -184,26 +226,13 @@ class Relay(LogFollower):
                   "reset.", STREAM, error)
 
 
-def _refuse(owner: str, identity: StoreIdentity) -> None:
-    found = StoreIdentity.parse(owner)
-    if found is not None and found.epoch == identity.epoch:
-        if found.generation > identity.generation:
-            raise StreamReset(f"the stream was reset (generation {found.generation}); "
-                              "following again")
-        raise StreamMismatch(f"the stream {STREAM} is this store's stream "
-                             f"{found.generation}, but the store publishes its stream "
-                             f"{identity.generation} (a reset-stream left unfinished)")
-    raise StreamMismatch(f"the stream {STREAM} belongs to another store ({owner}); "
-                         f"this store is {identity.owner}")
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
-def _id_in(payload: bytes | None) -> str:
+def _decoded(payload: bytes | None) -> dict[str, Any]:
     try:
         found = json.loads(payload or b"")
     except ValueError:
-        return ""
-    return str(found.get("id", "")) if isinstance(found, dict) else ""
+        return {}
+    return found if isinstance(found, dict) else {}
