@@ -14,66 +14,25 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
-
-import redis
 
 from projections.realtime.relay import STREAM
-from projections.realtime.stream import MOVED_PREFIX, OWNER
-from smartscheduler.bootstrap import Services
-from smartscheduler.cli import main
+from projections.realtime.stream import OWNER
 from tests.projections.relaying import (
     caught_up,
     commit_jobs,
     expected_entries,
+    halted,
+    moved_entries,
+    published_once_after_reset,
     relay,
     relay_of,
+    report,
     reset_relay_position,
+    reset_stream,
     stream_entries,
     wait_until,
 )
 from tests.projections.stores import backup, restore
-
-
-def report(services: Services) -> dict[str, Any]:
-    """The relay as /readyz and `projections status` report it."""
-    found = services.followers(services.app.head_position())
-    return next(f for f in found if f["name"] == "relay")
-
-
-def halted(services: Services) -> dict[str, Any]:
-    wait_until(lambda: relay(services).failure is not None, "the relay stopped")
-    found = report(services)
-    assert found["status"] == "stuck", found
-    assert found["lastError"].startswith("Halted: "), found
-    assert "reset-stream" in found["lastError"]
-    return found
-
-
-def reset_stream(monkeypatch, capsys, url: str, redis_url: str) -> str:
-    monkeypatch.setenv("SMARTSCHEDULER_DATABASE_URL", url)
-    monkeypatch.setenv("SMARTSCHEDULER_REDIS_URL", redis_url)
-    capsys.readouterr()
-    assert main(["relay", "reset-stream"]) == 0
-    return str(capsys.readouterr().out)
-
-
-def moved_entries(client: redis.Redis) -> list[list[tuple[str, Any]]]:
-    """The entries of each stream moved aside, oldest move first."""
-    keys = sorted(key for key in client.keys(f"{MOVED_PREFIX}*")
-                  if not key.endswith(b":store"))
-    return [[(entry_id.decode(), json.loads(fields[b"event"]))
-             for entry_id, fields in client.xrange(key, "-", "+")] for key in keys]
-
-
-def published_once_after_reset(services: Services, client: redis.Redis) -> None:
-    """The relay goes on by itself: every event of the store, old and new, once."""
-    wait_until(caught_up(relay(services), services.app), "the relay published again")
-    commit_jobs(services.app, 1)
-    wait_until(caught_up(relay(services), services.app), "the relay published the new job")
-    assert stream_entries(client) == expected_entries(services.app)
-    assert report(services)["status"] == "ok"
-    assert relay(services).failure is None
 
 
 def test_a_fresh_store_against_an_old_stream_stops_the_relay_until_reset_stream(

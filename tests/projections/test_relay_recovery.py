@@ -26,18 +26,16 @@ from tests.projections.relaying import (
     caught_up,
     commit_jobs,
     expected_entries,
+    halted,
+    published_once_after_reset,
     relay,
     relay_of,
+    report,
+    reset_stream,
     stream_entries,
     wait_until,
 )
 from tests.projections.stores import backup, restore
-from tests.projections.test_relay_history import (
-    halted,
-    published_once_after_reset,
-    report,
-    reset_stream,
-)
 
 
 def cancel(url: str, job_id: UUID, reason: str) -> None:
