@@ -1,13 +1,20 @@
 """Sends deliveries, signed, concurrently, and retries them on the schedule.
 
 Bounded: at most THREADS sends at a time in the process, and at most
-PER_ENDPOINT to any one endpoint (the rest of its deliveries wait in its own
-queue), so a slow or dead endpoint holds its own slots and nobody else's. Each
-send has a deadline (15 s). Deliveries come from the follower as it records
-them (already leased to this process) and from a look at the store every
-second for those due: retries, retries an Admin asked for, and those a crashed
-sender had leased. Claiming is a lease (`WebhookStore.claim`), so two senders
-never send the same delivery at once.
+PER_ENDPOINT to any one endpoint; an endpoint gets a send beyond its first only
+while more than RESERVE threads are free, so the last RESERVE threads go one per
+endpoint, and endpoints that hang (each send lasts until its deadline, 15 s)
+cannot take them all: it takes (THREADS - RESERVE) / PER_ENDPOINT + RESERVE of
+them at once (40) to make a healthy endpoint wait, and then for one deadline at
+most, as the waiting endpoints take the threads that free in turn. What waits
+does so in its endpoint's queue, in this process's memory, not leased: a
+delivery is leased (`WebhookStore.lease`) just before it is sent, unless the
+lease it was recorded with still outlasts the send, and its attempt is recorded
+only while that lease holds, so two senders never both send it, and a sender
+that lost it records nothing. Deliveries come from the follower as it records
+them (leased to this process) and from a look at the store every second for
+those due: retries, retries an Admin asked for, those a crashed sender had
+leased, and those recorded by a sender that has not sent them within its lease.
 
 After a failure (not 2xx, a timeout, a connection error) a delivery is Failed
 and due again after the schedule's next wait (with jitter, ±10 %); past the
@@ -38,10 +45,14 @@ log = logging.getLogger("projections.webhooks")
 SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Seconds before each retry (the contract's 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h)."""
 TIMEOUT = 15.0
-THREADS = 32
+THREADS = 64
 PER_ENDPOINT = 4
+RESERVE = THREADS // 2
+"""Threads only handed out as an endpoint's first send."""
 POLL = 1.0
 JITTER = 0.1
+MARGIN = 5.0
+"""Seconds a lease must outlast a send by (to record its outcome)."""
 
 
 def parse_schedule(text: str | None) -> tuple[float, ...]:
@@ -60,22 +71,25 @@ class Sender:
     def __init__(self, store: WebhookStore, box: SecretBox, *,
                  schedule: Sequence[float] = SCHEDULE, timeout: float = TIMEOUT,
                  production: bool = False, threads: int = THREADS,
-                 per_endpoint: int = PER_ENDPOINT, poll: float = POLL,
+                 per_endpoint: int = PER_ENDPOINT, reserve: int | None = None,
+                 poll: float = POLL, lease: float | None = None,
                  on_outcome: Callable[[str], None] = lambda outcome: None) -> None:
         self.store, self.box = store, box
         self.schedule = tuple(schedule)
         self.timeout, self.production = timeout, production
-        self.per_endpoint, self.poll = per_endpoint, poll
-        self.lease = 2 * timeout + 5
-        """Seconds a claimed delivery is this sender's: past it, it is due again."""
+        self.threads, self.per_endpoint, self.poll = threads, per_endpoint, poll
+        self.reserve = threads // 2 if reserve is None else reserve
+        self.lease = 2 * timeout + 5 if lease is None else lease
+        """Seconds a leased delivery is this sender's: past it, it is due again."""
         self.outcomes: Counter[str] = Counter()
         self.on_outcome = on_outcome
         """Told each attempt's outcome (the composition root counts it in /metrics)."""
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook-send")
         self._lock = threading.Lock()
-        self._held: set[str] = set()  # queued or being sent here
-        self._queues: dict[str, deque[Delivery]] = {}
-        self._sending: dict[str, int] = {}
+        self._held: set[str] = set()  # waiting or being sent here
+        self._waiting: dict[str, deque[Delivery]] = {}  # in turn: the next first
+        self._sending: Counter[str] = Counter()
+        self._busy = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,67 +112,85 @@ class Sender:
         self._wake.set()
 
     def submit(self, deliveries: Sequence[Delivery]) -> None:
-        """Send these (leased to this process) as soon as their endpoints allow."""
+        """Send these as soon as their endpoints and the threads allow."""
         with self._lock:
             for delivery in deliveries:
                 if delivery.id not in self._held and not self._stopping.is_set():
                     self._held.add(delivery.id)
-                    self._dispatch(delivery)
+                    self._waiting.setdefault(delivery.endpoint_id, deque()).append(delivery)
+            self._pump()
 
-    def _dispatch(self, delivery: Delivery) -> None:
-        endpoint = delivery.endpoint_id
-        if self._sending.get(endpoint, 0) < self.per_endpoint:
-            self._sending[endpoint] = self._sending.get(endpoint, 0) + 1
-            self._send(delivery)
-        else:
-            self._queues.setdefault(endpoint, deque()).append(delivery)
+    def _pump(self) -> None:
+        """Hand waiting deliveries to free threads, endpoint by endpoint in turn."""
+        progress = True
+        while progress and self._busy < self.threads and not self._stopping.is_set():
+            progress = False
+            for endpoint in list(self._waiting):
+                if self._busy >= self.threads:
+                    return
+                if not self._may_send(endpoint):
+                    continue
+                queue = self._waiting.pop(endpoint)
+                delivery = queue.popleft()
+                if queue:
+                    self._waiting[endpoint] = queue  # last in turn now
+                self._sending[endpoint] += 1
+                self._busy += 1
+                try:
+                    self._pool.submit(self._run, delivery)
+                except RuntimeError:  # stopped meanwhile: sent again later
+                    return
+                progress = True
 
-    def _send(self, delivery: Delivery) -> None:
-        try:
-            self._pool.submit(self._run, delivery)
-        except RuntimeError:  # stopped meanwhile: its lease ends, it is sent again
-            self._held.discard(delivery.id)
+    def _may_send(self, endpoint: str) -> bool:
+        sending = self._sending[endpoint]
+        if not sending:
+            return True
+        return sending < self.per_endpoint and self.threads - self._busy > self.reserve
 
     def _run(self, delivery: Delivery) -> None:
         try:
-            self._attempt(delivery)
+            lease = self._leased(delivery)
+            if lease is not None:
+                self._attempt(delivery, lease)
         except Exception as error:  # the store failed: its lease ends, it is sent again
             log.warning("Webhook delivery %s: %s", delivery.id, describe_error(error))
         finally:
-            self._next_of(delivery)
+            with self._lock:
+                self._held.discard(delivery.id)
+                self._sending[delivery.endpoint_id] -= 1
+                if not self._sending[delivery.endpoint_id]:
+                    del self._sending[delivery.endpoint_id]
+                self._busy -= 1
+                self._pump()
 
-    def _next_of(self, delivery: Delivery) -> None:
-        endpoint = delivery.endpoint_id
-        with self._lock:
-            self._held.discard(delivery.id)
-            queue = self._queues.get(endpoint)
-            if queue and not self._stopping.is_set():
-                self._send(queue.popleft())
-                return
-            self._queues.pop(endpoint, None)
-            self._sending[endpoint] -= 1
-            if not self._sending[endpoint]:
-                del self._sending[endpoint]
+    def _leased(self, delivery: Delivery) -> float | None:
+        """The lease this send is made under (None: another sender has it): the one
+        it was recorded with when that outlasts the send, else a new one."""
+        now, held = time.time(), delivery.next_attempt_at
+        if held is not None and held - now > self.timeout + MARGIN:
+            return held
+        until = now + self.lease + random.uniform(0, 0.001)  # (a token: unique)
+        return until if self.store.lease(delivery, until) else None
 
     def _look(self) -> None:
-        """Every POLL seconds: claim what is due and not held here, and send it."""
+        """Every POLL seconds: what is due, not held here, of endpoints with nothing
+        waiting here, is sent."""
         while not self._stopping.is_set():
             self._wake.wait(self.poll)
             self._wake.clear()
             if self._stopping.is_set():
                 return
             try:
-                now = time.time()
                 with self._lock:
-                    held = set(self._held)
-                due = [d for d in self.store.due(now, 500) if d.id not in held]
-                if due:
-                    self.submit(self.store.claim(due, now + self.lease))
+                    held, waiting = set(self._held), list(self._waiting)
+                self.submit([d for d in self.store.due(time.time(), 500, waiting)
+                             if d.id not in held])
             except Exception as error:  # the store is down: look again later
                 log.warning("Webhooks: could not look for due deliveries (%s)",
                             describe_error(error))
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery, lease: float) -> None:
         endpoint = self.store.endpoint(delivery.endpoint_id)
         if endpoint is None or endpoint.status != tables.ACTIVE:
             return  # deleted or disabled: nothing more is sent to it
@@ -170,7 +202,7 @@ class Sender:
             error = None if 200 <= code < 300 else f"HTTP {code}"
         except Exception as failure:  # the endpoint's failure, recorded with the attempt
             error = describe_error(failure)
-        self._record(delivery, code, error)
+        self._record(delivery, lease, code, error)
 
     def signed(self, delivery: Delivery, endpoint: Endpoint) -> tuple[bytes, dict[str, str]]:
         """The body and headers of a send: Standard Webhooks v1, one signature per
@@ -185,27 +217,29 @@ class Sender:
             "webhook-id": delivery.event_id, "webhook-timestamp": str(stamp),
             "webhook-signature": " ".join(signatures)}
 
-    def _record(self, delivery: Delivery, code: int | None, error: str | None) -> None:
+    def _record(self, delivery: Delivery, lease: float, code: int | None,
+                error: str | None) -> None:
         now = time.time()
         attempts = delivery.attempts + 1
         if error is None:
-            self.store.finish(delivery.id, tables.SUCCEEDED, code, None, None)
-            outcome = "succeeded"
+            status, next_at, outcome = tables.SUCCEEDED, None, "succeeded"
         elif code == 410:
-            self.store.finish(delivery.id, tables.DEAD, code, "HTTP 410 Gone: endpoint "
-                              "disabled", None)
+            status, next_at, outcome = tables.DEAD, None, "gone"
+            error = "HTTP 410 Gone: endpoint disabled"
+        elif attempts > len(self.schedule):
+            status, next_at, outcome = tables.DEAD, None, "dead"
+        else:
+            wait = self.schedule[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+            status, next_at, outcome = tables.FAILED, now + wait, "failed"
+        if not self.store.finish(delivery.id, lease, status, code, error, next_at):
+            log.warning("Webhook delivery %s: its lease ran out before its attempt was "
+                        "recorded (another sender has it)", delivery.id)
+        if outcome == "gone":
             self.store.disable(delivery.endpoint_id, "Answered 410 Gone", now)
             log.warning("Webhook endpoint %s answered 410 Gone: disabled",
                         delivery.endpoint_id)
-            outcome = "gone"
-        elif attempts > len(self.schedule):
-            self.store.finish(delivery.id, tables.DEAD, code, error, None)
+        elif outcome == "dead":
             log.warning("Webhook delivery %s (position %s) is dead after %s attempts: %s",
                         delivery.id, delivery.position, attempts, error)
-            outcome = "dead"
-        else:
-            wait = self.schedule[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
-            self.store.finish(delivery.id, tables.FAILED, code, error, now + wait)
-            outcome = "failed"
         self.outcomes[outcome] += 1
         self.on_outcome(outcome)

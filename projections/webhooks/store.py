@@ -4,10 +4,13 @@ tracking position (per backend in `projections.webhooks.backends`).
 `record` commits the deliveries made from a batch of events together with the
 position of the batch's last event, so each delivery is made exactly once: a
 batch already recorded (by another process, or again after a crash) fails the
-tracking update and rolls back. Deliveries are claimed for sending with a lease
-(`next_attempt_at` moved past the send's timeout): one that a crashed sender
-held becomes due again when its lease ends, so nothing is lost and only what was
-in flight is sent again.
+tracking update and rolls back. A delivery is leased for sending just before it
+is sent (`next_attempt_at` moved past the send's timeout, to an instant that is
+the lease's token): one that a crashed sender held becomes due again when its
+lease ends, so nothing is lost and only what was in flight is sent again, and
+an attempt is recorded only by the sender that still holds the lease.
+A deleted or disabled endpoint's deliveries are due no more (`next_attempt_at`
+cleared), so the due index holds none of them.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ class WebhookStore:
 
     def delete_endpoint(self, endpoint_id: str, by: str, at: float) -> bool:
         """Mark it deleted (who and when stay recorded); False when there is none."""
-        return self._update(f"UPDATE {t.ENDPOINTS} SET deleted_at = ?, deleted_by = ? "
-                            f"WHERE id = ? AND {t.LIVE}", (at, by, endpoint_id))
+        return self._stop_sending(endpoint_id, f"UPDATE {t.ENDPOINTS} SET deleted_at = ?, "
+                                  f"deleted_by = ? WHERE id = ? AND {t.LIVE}",
+                                  (at, by, endpoint_id))
 
     def rotate_secret(self, endpoint_id: str, secret: str, overlap_until: float, by: str,
                       at: float) -> bool:
@@ -114,40 +118,58 @@ class WebhookStore:
 
     # The sender (projections.webhooks.sender) ----------------------------------
 
-    def due(self, now: float, limit: int) -> list[Delivery]:
-        """Deliveries to send now, to endpoints that are active, oldest due first."""
+    def due(self, now: float, limit: int, skip: Sequence[str] = ()) -> list[Delivery]:
+        """Deliveries to send now, to endpoints that are active (but those in `skip`),
+        oldest due first."""
         columns = ", ".join(f"d.{name}" for name in t.DELIVERY_COLUMNS.split(", "))
-        with self._tx(commit=False) as c:
-            c.execute(self._q(
-                f"SELECT {columns} FROM {t.DELIVERIES} d JOIN {t.ENDPOINTS} e "
-                "ON e.id = d.endpoint_id WHERE d.next_attempt_at <= ? "
-                "AND d.status IN (?, ?) AND e.status = ? AND e.deleted_at IS NULL "
-                "ORDER BY d.next_attempt_at LIMIT ?"), (now, *t.TO_SEND, t.ACTIVE, limit))
+        sql = (f"SELECT {columns} FROM {t.DELIVERIES} d JOIN {t.ENDPOINTS} e "
+               "ON e.id = d.endpoint_id WHERE d.next_attempt_at <= ? "
+               "AND d.status IN (?, ?) AND e.status = ? AND e.deleted_at IS NULL ")
+        if skip:
+            sql += f"AND d.endpoint_id NOT IN ({', '.join('?' * len(skip))}) "
+        sql += "ORDER BY d.next_attempt_at LIMIT ?"
+        with self._tx(commit=False) as c:  # (a list of any length: not cached)
+            c.execute(self._translate(sql) if skip else self._q(sql),
+                      (now, *t.TO_SEND, t.ACTIVE, *skip, limit))
             return [Delivery.from_row(row) for row in c.fetchall()]
 
-    def claim(self, deliveries: Sequence[Delivery], until: float) -> list[Delivery]:
-        """Lease the deliveries still as they were read until `until`; those leased."""
-        claimed = []
-        with self._tx(commit=True) as c:
-            for d in deliveries:
-                c.execute(self._q(f"UPDATE {t.DELIVERIES} SET next_attempt_at = ? "
-                                  "WHERE id = ? AND next_attempt_at = ? AND status = ? "
-                                  "RETURNING id"),
-                          (until, d.id, d.next_attempt_at, d.status))
-                if c.fetchall():
-                    claimed.append(d)
-        return claimed
+    def lease(self, delivery: Delivery, until: float) -> bool:
+        """Lease the delivery, still as it was read, until `until` (its token)."""
+        return self._update(f"UPDATE {t.DELIVERIES} SET next_attempt_at = ? WHERE id = ? "
+                            "AND next_attempt_at = ? AND status = ?",
+                            (until, delivery.id, delivery.next_attempt_at, delivery.status))
 
-    def finish(self, delivery_id: str, status: str, code: int | None, error: str | None,
-               next_attempt_at: float | None) -> None:
-        """Record an attempt and its outcome."""
-        self._update(f"UPDATE {t.DELIVERIES} SET status = ?, attempts = attempts + 1, "
-                     "last_status_code = ?, last_error = ?, next_attempt_at = ? "
-                     "WHERE id = ?", (status, code, error, next_attempt_at, delivery_id))
+    def finish(self, delivery_id: str, lease: float, status: str, code: int | None,
+               error: str | None, next_attempt_at: float | None) -> bool:
+        """Record an attempt and its outcome, if the lease `lease` still holds the
+        delivery (or its endpoint was deleted or disabled meanwhile); whether it
+        was recorded. A deleted or disabled endpoint's delivery is not due again."""
+        return self._update(
+            f"UPDATE {t.DELIVERIES} SET status = ?, attempts = attempts + 1, "
+            "last_status_code = ?, last_error = ?, next_attempt_at = CASE WHEN EXISTS "
+            f"(SELECT 1 FROM {t.ENDPOINTS} e WHERE e.id = endpoint_id AND e.status = ? "
+            f"AND e.{t.LIVE}) THEN CAST(? AS DOUBLE PRECISION) ELSE NULL END "
+            "WHERE id = ? AND (next_attempt_at = ? "
+            "OR next_attempt_at IS NULL AND status IN (?, ?))",
+            (status, code, error, t.ACTIVE, next_attempt_at, delivery_id, lease,
+             *t.TO_SEND))
 
     def disable(self, endpoint_id: str, reason: str, at: float) -> None:
-        self._update(f"UPDATE {t.ENDPOINTS} SET status = ?, disabled_at = ?, "
-                     "disabled_reason = ? WHERE id = ?", (t.DISABLED, at, reason, endpoint_id))
+        self._stop_sending(endpoint_id, f"UPDATE {t.ENDPOINTS} SET status = ?, "
+                           "disabled_at = ?, disabled_reason = ? WHERE id = ?",
+                           (t.DISABLED, at, reason, endpoint_id))
+
+    def _stop_sending(self, endpoint_id: str, sql: str, params: Sequence[Any]) -> bool:
+        """Run the endpoint's UPDATE and, when it changed it, make its deliveries due
+        no more, in one transaction; whether it changed it."""
+        with self._tx(commit=True) as c:
+            c.execute(self._q(sql + " RETURNING id"), params)
+            if not c.fetchall():
+                return False
+            c.execute(self._q(f"UPDATE {t.DELIVERIES} SET next_attempt_at = NULL "
+                              "WHERE endpoint_id = ? AND next_attempt_at IS NOT NULL"),
+                      (endpoint_id,))
+            return True
 
     # SQL and transactions: each backend's ---------------------------------------
 
