@@ -52,6 +52,7 @@ RESERVE = THREADS // 2
 POLL = 1.0
 JITTER = 0.1
 MARGIN = 5.0
+SKIP = 1000  # endpoints with deliveries waiting left out of a look for due ones, at most
 """Seconds a lease must outlast a send by (to record its outcome)."""
 
 
@@ -183,7 +184,7 @@ class Sender:
                 return
             try:
                 with self._lock:
-                    held, waiting = set(self._held), list(self._waiting)
+                    held, waiting = set(self._held), list(self._waiting)[:SKIP]
                 self.submit([d for d in self.store.due(time.time(), 500, waiting)
                              if d.id not in held])
             except Exception as error:  # the store is down: look again later
