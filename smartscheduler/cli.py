@@ -136,10 +136,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return run_followers(settings, views=True, relay=False)
 
 
-def _relay(args: argparse.Namespace, settings: Settings) -> int:
+def _redis_url(settings: Settings, why: str) -> str | None:
+    """Redis's URL, for a command that needs it; None, having said so, when unset."""
     if not settings.redis_url:
-        print("error: set SMARTSCHEDULER_REDIS_URL; the relay publishes to Redis.",
-              file=sys.stderr)
+        print(f"error: set SMARTSCHEDULER_REDIS_URL; {why}.", file=sys.stderr)
+    return settings.redis_url or None
+
+
+def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    if _redis_url(settings, "the relay publishes to Redis") is None:
         return 2
     return run_followers(settings, views=False, relay=True)
 
@@ -150,12 +155,11 @@ def _reset_stream(args: argparse.Namespace, settings: Settings) -> int:
     from projections.realtime.reset import reset_stream
     from smartscheduler.bootstrap import build_dispatch, redis_client
 
-    if not settings.redis_url:
-        print("error: set SMARTSCHEDULER_REDIS_URL; the stream is in Redis.",
-              file=sys.stderr)
+    url = _redis_url(settings, "the stream is in Redis")
+    if url is None:
         return 2
     app = build_dispatch(settings)
-    client = redis_client(settings.redis_url)
+    client = redis_client(url)
     try:
         with storage_lock(settings.database_url):
             moved = reset_stream(app, client)
