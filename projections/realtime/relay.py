@@ -36,7 +36,7 @@ from typing import Any
 import redis
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
-from projections.following.entries import Entry
+from projections.following.entries import Decoder, Entry
 from projections.following.follower import FailureRecord, LogFollower
 from projections.following.reader import LogReader
 from projections.following.status import HALTED, Failure
@@ -85,6 +85,7 @@ class Relay(LogFollower):
         self.tracking = app.factory.tracking_recorder()
         self.stream_maxlen = stream_maxlen
         self.identity = ensure_identity(self.tracking)
+        self._checks = Decoder(app.mapper)  # the top-entry checks' own, not the reader's
         self._local = threading.local()  # the identity a thread's position() read
 
     def position(self) -> int:
@@ -149,7 +150,7 @@ class Relay(LogFollower):
         position, payload = found
         theirs = _decoded(payload)
         found_ours = self.app.recorder.select_notifications(start=position, limit=1)
-        ours = (Entry(found_ours[0], self.reader.decoder).envelope
+        ours = (Entry(found_ours[0], self._checks).envelope
                 if found_ours and found_ours[0].id == position else None)
         if ours is not None and event_key(ours) == event_key(theirs):
             return
