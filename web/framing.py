@@ -34,13 +34,17 @@ CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
-def request_ready(data: bytes | bytearray) -> bool:
+def request_ready(data: bytes | bytearray, scanned: int = 0) -> bool:
     """Whether `data` holds a whole request head, and its body when its length is
-    known and small; or enough that a thread should take it as it is."""
-    end = data.find(b"\r\n\r\n")
+    known and small; or enough that a thread should take it as it is.
+
+    `scanned` (from `scanned_to`) says how far earlier reads looked for the head's
+    end: the look goes on from there, so a head sent a byte at a time costs the
+    main loop its new bytes at each read, not the whole buffer again."""
+    end = data.find(b"\r\n\r\n", max(0, scanned - 3))
     if end < 0:
         # gunicorn's parser refuses a line ended by a bare LF at once (400).
-        return len(data) > MAX_HEAD or BARE_LF.search(data) is not None
+        return len(data) > MAX_HEAD or BARE_LF.search(data, max(0, scanned - 1)) is not None
     head = bytes(data[:end + 2])
     if EXPECT.search(head):  # the client waits for 100 Continue before its body
         return True
@@ -54,6 +58,13 @@ def request_ready(data: bytes | bytearray) -> bool:
         return True
     size = int(length.group(1))
     return size > MAX_PREFETCH or len(data) >= end + 4 + size
+
+
+def scanned_to(data: bytes | bytearray, scanned: int) -> int:
+    """Where the next look for the head's end starts, after a read that did not
+    make the request ready: the end, when it is in, else the end of the bytes."""
+    end = data.find(b"\r\n\r\n", max(0, scanned - 3))
+    return end if end >= 0 else len(data)
 
 
 MAX_PREFETCH_CHUNKS = 256

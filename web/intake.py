@@ -22,7 +22,7 @@ from typing import Any
 
 from gunicorn.workers import gthread
 
-from web.framing import HEAD_TIMEOUT, head_unfinished, request_ready
+from web.framing import HEAD_TIMEOUT, head_unfinished, request_ready, scanned_to
 from web.refusals import problem_reply, refusal_detail
 
 STOP_LINGER = 0.5
@@ -65,6 +65,7 @@ class ReadAheadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self._await_request(conn)
 
     def _await_request(self, conn: Any) -> None:
+        conn.scanned = 0  # of conn.head, for the head's end (web.framing.scanned_to)
         conn.sock.setblocking(False)
         conn.timeout = time.monotonic() + HEAD_TIMEOUT
         self.pending_conns.append(conn)
@@ -80,7 +81,8 @@ class ReadAheadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             data = b""
         if data:
             conn.head += data
-            if not request_ready(conn.head):
+            if not request_ready(conn.head, conn.scanned):
+                conn.scanned = scanned_to(conn.head, conn.scanned)
                 return
         self.poller.unregister(client)
         self.pending_conns.remove(conn)

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from tests.web.support import job_body
-from web.framing import MAX_HEAD, MAX_PREFETCH, MAX_PREFETCH_CHUNKS, request_ready
+from web.framing import MAX_HEAD, MAX_PREFETCH, MAX_PREFETCH_CHUNKS, request_ready, scanned_to
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n"
 BODY = json.dumps(job_body()).encode()
@@ -220,3 +220,23 @@ def test_a_body_of_more_chunks_than_the_loop_scans_is_read_by_the_thread():
     few = b"1\r\na\r\n" * (MAX_PREFETCH_CHUNKS - 1)
     assert not request_ready(head + few)  # unfinished, still scanned by the loop
     assert request_ready(head + few + b"1\r\na\r\n" * 2)  # past the cap: a thread's
+
+
+@pytest.mark.parametrize("request_bytes", [
+    GET, post(), post(b"{}", length=2), b"GET / HTTP/1.1\nHost: x\n\n",
+    b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+])
+@pytest.mark.parametrize("step", [1, 2, 3, 7])
+def test_reads_that_go_on_from_where_the_last_looked_agree_with_reading_it_all(
+        request_bytes, step):
+    # As the main loop reads: each look starts where the one before stopped.
+    buffer, scanned = bytearray(), 0
+    for start in range(0, len(request_bytes), step):
+        buffer += request_bytes[start:start + step]
+        ready = request_ready(buffer, scanned)
+        assert ready == request_ready(bytes(buffer))
+        if ready:
+            break
+        scanned = scanned_to(buffer, scanned)
+    else:
+        pytest.fail("never ready")
