@@ -13,13 +13,13 @@ import logging
 
 from application.dispatch import Dispatch
 from application.metrics import metrics
-from application.settings import Settings
+from application.settings import Settings, retry_waits
 from application.webhooks import Webhooks
 from projections.following.follower import FailureRecord
 from projections.webhooks.backends import webhooks_for
 from projections.webhooks.follower import WebhookFollower
 from projections.webhooks.secrets import DEVELOPMENT_KEY, SecretBox
-from projections.webhooks.sender import Sender, parse_schedule
+from projections.webhooks.sender import SCHEDULE, Sender
 from projections.webhooks.store import WebhookStore
 
 log = logging.getLogger("smartscheduler")
@@ -50,7 +50,7 @@ def delivery_follower(settings: Settings, app: Dispatch, store: WebhookStore,
     """The follower that makes deliveries from the log, with its sender."""
     box = secret_box(settings)
     sender = Sender(store, box or SecretBox(DEVELOPMENT_KEY),
-                    schedule=parse_schedule(settings.webhook_retry_schedule),
+                    schedule=retry_waits(settings.webhook_retry_schedule) or SCHEDULE,
                     timeout=settings.webhook_timeout, production=settings.is_production,
                     on_outcome=_count)
     return WebhookFollower(app, store, sender, status=status)

@@ -42,7 +42,7 @@ from projections.following.reader import LogReader
 from projections.following.status import HALTED, Failure
 from projections.log import EventLog
 from projections.realtime import stream
-from projections.realtime.envelopes import envelope, groups_of
+from projections.realtime.envelopes import groups_of
 from projections.realtime.identity import (
     TRACKING_NAME,
     StoreIdentity,
@@ -86,6 +86,9 @@ class Relay(LogFollower):
         self.stream_maxlen = stream_maxlen
         self.identity = ensure_identity(self.tracking)
         self._checks = Decoder(app.mapper)  # the top-entry checks' own, not the reader's
+        self._appended: tuple[int, str] | None = None
+        """(position, event key) of the last entry this relay appended: a stream
+        whose top is still that entry needs no look at the store."""
         self._local = threading.local()  # the identity a thread's position() read
 
     def position(self) -> int:
@@ -149,6 +152,8 @@ class Relay(LogFollower):
             return
         position, payload = found
         theirs = _decoded(payload)
+        if self._appended == (position, event_key(theirs)):
+            return
         found_ours = self.app.recorder.select_notifications(start=position, limit=1)
         ours = (Entry(found_ours[0], self._checks).envelope
                 if found_ours and found_ours[0].id == position else None)
@@ -171,11 +176,6 @@ class Relay(LogFollower):
             return False
         return True
 
-    def publish(self, pairs: list[tuple[Any, int]]) -> None:
-        """Publish (event, position) pairs in order, then record the last position."""
-        envelopes = [envelope(event, position) for event, position in pairs]
-        self._publish([(item, json.dumps(item)) for item in envelopes])
-
     def _publish(self, items: list[tuple[dict[str, Any], str]]) -> None:
         """Publish (envelope, its JSON) pairs in order, then record the last position;
         raises StreamProblem at an entry the stream cannot take, after publishing
@@ -187,6 +187,7 @@ class Relay(LogFollower):
             [(item["position"], event_key(item), payload) for item, payload in items])
         if done:
             published = items[:done]
+            self._appended = (published[-1][0]["position"], event_key(published[-1][0]))
             pipe = self.redis.pipeline(transaction=False)
             for item, payload in published:
                 for group in groups_of(item):

@@ -21,6 +21,7 @@ older snapshot) is published again from its top, not continued above a hole.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any, NoReturn
 
 from projections.realtime.identity import StoreIdentity
@@ -143,8 +144,20 @@ def append(client: Any, owner: str, maxlen: int | None,
     args: list[Any] = [owner, "" if maxlen is None else maxlen]
     for position, key, payload in entries:
         args += [f"{position}-0", key, payload]
-    done, problem, detail = client.eval(APPEND, 2, STREAM, OWNER, *args)
+    done, problem, detail = _append_script(client)(keys=[STREAM, OWNER], args=args)
     return int(done), _text(problem), _text(detail)
+
+
+_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _append_script(client: Any) -> Any:
+    """APPEND as the client's registered script: each batch sends its hash
+    (EVALSHA), not its source (loaded again by redis-py if Redis lost it)."""
+    script = _scripts.get(client)
+    if script is None:
+        script = _scripts[client] = client.register_script(APPEND)
+    return script
 
 
 def refuse(owner: str, identity: StoreIdentity) -> NoReturn:

@@ -33,15 +33,6 @@ class SecretBox:
         found = [key.strip() for key in (keys or DEVELOPMENT_KEY).split(",") if key.strip()]
         self._fernet = MultiFernet([Fernet(key.encode()) for key in found])
 
-    @staticmethod
-    def key_problem(keys: str | None) -> str | None:
-        """Why `keys` is not a usable list of Fernet keys, or None."""
-        try:
-            SecretBox(keys)
-        except ValueError as error:
-            return f"SMARTSCHEDULER_WEBHOOK_KEY is not a list of Fernet keys ({error})"
-        return None
-
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
 

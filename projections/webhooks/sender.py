@@ -52,18 +52,9 @@ RESERVE = THREADS // 2
 POLL = 1.0
 JITTER = 0.1
 MARGIN = 5.0
-SKIP = 1000  # endpoints with deliveries waiting left out of a look for due ones, at most
 """Seconds a lease must outlast a send by (to record its outcome)."""
-
-
-def parse_schedule(text: str | None) -> tuple[float, ...]:
-    """`SMARTSCHEDULER_WEBHOOK_RETRY_SCHEDULE`: comma-separated seconds."""
-    if not text:
-        return SCHEDULE
-    found = tuple(float(part) for part in text.split(",") if part.strip())
-    if any(wait < 0 for wait in found):
-        raise ValueError("retry waits must not be negative")
-    return found
+SKIP = 1000
+"""Endpoints with deliveries waiting left out of a look for due ones, at most."""
 
 
 class Sender:
