@@ -16,6 +16,10 @@ from typing import Any
 
 from gunicorn import glogging
 
+MAX_QUEUED = 10_000
+"""Access lines waiting to be written, at most: while the log's reader does not
+keep up (a stalled pipe), more are dropped, counted and said, not held in memory."""
+
 ACCESS_FIELDS = "smartscheduler.access"
 """The WSGI environ's key under which the app leaves a request's own fields for its
 access line: request id, route, actor sub, job id (`web.telemetry`)."""
@@ -28,23 +32,27 @@ class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
-        self._lines: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lines: queue.Queue[Any] = queue.Queue(MAX_QUEUED)
+        self._dropped = 0
         self._writer_pid = 0
         self._writer_lock = threading.Lock()
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         if not self.access_log_enabled:
             return
-        self._lines.put((self.atoms_wrapper_class(
-            self.atoms(resp, req, environ, request_time)),
-            request_fields(resp, environ, request_time)))
+        try:
+            self._lines.put_nowait((self.atoms_wrapper_class(
+                self.atoms(resp, req, environ, request_time)),
+                request_fields(resp, environ, request_time)))
+        except queue.Full:
+            self._dropped += 1  # said by the writer once it catches up
         if self._writer_pid != os.getpid():
             self._start_writer()
 
     def drain(self, timeout: float = 1.0) -> None:
-        """Write what is queued (on the way out)."""
+        """Write what is queued (on the way out), the line being written included."""
         deadline = time.monotonic() + timeout
-        while not self._lines.empty() and time.monotonic() < deadline:
+        while self._lines.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def _start_writer(self) -> None:
@@ -58,9 +66,15 @@ class AccessLogInThread(glogging.Logger):  # type: ignore[misc]
         while True:
             atoms, fields = self._lines.get()
             try:
+                if self._dropped:
+                    dropped, self._dropped = self._dropped, 0
+                    self.error("%s access log lines were dropped: the log was not "
+                               "read fast enough", dropped)
                 self.access_log.info(self.cfg.access_log_format, atoms, extra=fields)
             except Exception:  # a log line is never worth the worker
                 self.error("Failed to write an access log line")
+            finally:
+                self._lines.task_done()
 
 
 def request_fields(resp: Any, environ: Any, request_time: Any) -> dict[str, Any]:
