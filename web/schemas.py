@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -105,6 +106,14 @@ class Timestamp(fields.String):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value if value is None or value.__class__ is str else format_time(value)
+
+
+class EpochTimestamp(Timestamp):
+    """A date-time on output from Unix seconds (a float, as the webhooks' rows
+    keep instants), as Timestamp writes it; None stays None."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else format_time(datetime.fromtimestamp(value, UTC))
 
 
 class Embedded(fields.Nested):

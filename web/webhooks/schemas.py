@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from domain.catalog import EVENT_TYPES, format_time
+from domain.catalog import EVENT_TYPES
 from projections.webhooks.addresses import MAX_URL
-from projections.webhooks.tables import DELIVERY_STATUSES, Endpoint
-from web.schemas import Strict, Trimmed
+from projections.webhooks.tables import ACTIVE, DELIVERY_STATUSES, DISABLED, Endpoint
+from web.jobs.schemas import MAX_LENGTH
+from web.schemas import EpochTimestamp, Strict, Trimmed
 
 EVENT_TYPE_NAMES = list(EVENT_TYPES.values())
-
-
-def _instant(value: float | None) -> str | None:
-    return None if value is None else format_time(datetime.fromtimestamp(value, UTC))
 
 
 class WebhookCreateSchema(Strict):
@@ -26,7 +22,7 @@ class WebhookCreateSchema(Strict):
     event_types = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPE_NAMES)),
                               data_key="eventTypes", load_default=list,
                               validate=validate.Length(max=len(EVENT_TYPE_NAMES)))
-    regions = fields.List(Trimmed(validate=validate.Length(min=1, max=100)),
+    regions = fields.List(Trimmed(validate=validate.Length(min=1, max=MAX_LENGTH["region"])),
                           load_default=list, validate=validate.Length(max=100))
     description = fields.String(load_default=None, allow_none=True,
                                 validate=validate.Length(max=500))
@@ -47,13 +43,11 @@ class WebhookSchema(ma.Schema):
     event_types = fields.List(fields.String(), data_key="eventTypes", required=True)
     regions = fields.List(fields.String(), required=True)
     description = fields.String(allow_none=True)
-    status = fields.String(required=True, validate=validate.OneOf(["Active", "Disabled"]))
-    created_at = fields.Function(lambda e: _instant(e.created_at), data_key="createdAt",
-                                 metadata={"type": "string", "format": "date-time"})
+    status = fields.String(required=True, validate=validate.OneOf([ACTIVE, DISABLED]))
+    created_at = EpochTimestamp(data_key="createdAt", required=True)
     created_by = fields.String(data_key="createdBy", required=True)
-    secret_rotated_at = fields.Function(
-        lambda e: _instant(e.rotated_at), data_key="secretRotatedAt",
-        metadata={"type": "string", "format": "date-time", "nullable": True})
+    secret_rotated_at = EpochTimestamp(attribute="rotated_at", data_key="secretRotatedAt",
+                                       allow_none=True)
     disabled_reason = fields.String(data_key="disabledReason", allow_none=True)
 
 
@@ -87,8 +81,5 @@ class DeliverySchema(ma.Schema):
     attempts = fields.Integer(required=True)
     last_status_code = fields.Integer(data_key="lastStatusCode", allow_none=True)
     last_error = fields.String(data_key="lastError", allow_none=True)
-    next_attempt_at = fields.Function(
-        lambda d: _instant(d.next_attempt_at), data_key="nextAttemptAt",
-        metadata={"type": "string", "format": "date-time", "nullable": True})
-    created_at = fields.Function(lambda d: _instant(d.created_at), data_key="createdAt",
-                                 metadata={"type": "string", "format": "date-time"})
+    next_attempt_at = EpochTimestamp(data_key="nextAttemptAt", allow_none=True)
+    created_at = EpochTimestamp(data_key="createdAt", required=True)
