@@ -1,11 +1,12 @@
 // The public HTTP API, as the console uses it: bearer token, problem details,
 // ETags, idempotency keys. Nothing here decides anything the API decides.
 
+const REQUEST_TIMEOUT_MS = 20_000;  // the service answers within 5 s even in an outage
+
 let token = null;
 let onUnauthorized = () => {};
 
 export function setToken(value) { token = value; }
-export function getToken() { return token; }
 export function whenUnauthorized(callback) { onUnauthorized = callback; }
 
 /** A problem response (RFC 9457), or a network failure put in the same shape. */
@@ -64,11 +65,17 @@ export async function call(method, path, { body, ifMatch, idempotencyKey, signal
   let response;
   try {
     response = await fetch(url, {
-      method, headers, signal, cache: "no-store",
+      method, headers, signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      cache: "no-store",
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
     if (error.name === "AbortError") throw error;
+    if (error.name === "TimeoutError") {
+      throw new ProblemError({ status: 0, code: "timeout", title: "No answer",
+        detail: `The service did not answer within ${REQUEST_TIMEOUT_MS / 1000} s. `
+          + "Check the page, then try again." });
+    }
     throw new ProblemError({ status: 0, code: "network_error", title: "Network error",
       detail: "The service could not be reached. Check your connection and try again." });
   }

@@ -19,13 +19,21 @@ let session = null;
 let live = null;
 let page = null;  // the current page's controller: {onEvent, dispose}
 let pendingMessage = null;
+let wasLive = false;  // this session's stream has been live before
 
 function setLiveState(state) {
   const box = document.getElementById("live");
   box.dataset.state = state;
   document.getElementById("live-text").textContent =
     state === "live" ? "Live" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
-  if (page && page.onLiveState) page.onLiveState(state);
+  if (state !== "live") return;
+  // Back after a drop: a stream that resumes from Last-Event-ID replays what was
+  // missed; one with no event to resume from cannot, so the page reloads itself.
+  // (The first connect needs neither: the page has just loaded.)
+  if (wasLive && live && live.lastId === null && page && page.onLiveState) {
+    page.onLiveState(state);
+  }
+  wasLive = true;
 }
 
 function signOut(message) {
@@ -58,6 +66,7 @@ function startSession(token) {
       detail: `The event stream refused the token (${problem.detail || "unauthorized"}). `
         + "Sign in again." }),
   });
+  wasLive = false;
   setLiveState("connecting");
   live.start();
   return true;

@@ -161,6 +161,20 @@ export function renderBoard(ctx, params) {
     reloadTimer = setTimeout(load, 300);
   }
 
+  // Rows to read again, once for all the events of one read of the stream (a
+  // cancel is an event per live assignment and one for the job).
+  const stale = new Set();
+  let staleTimer = null;
+  function refreshSoon(jobId) {
+    stale.add(jobId);
+    staleTimer ??= setTimeout(() => {
+      staleTimer = null;
+      const ids = [...stale];
+      stale.clear();
+      ids.forEach(refreshRow);
+    }, 0);
+  }
+
   const ready = load();
   return {
     ready,
@@ -172,13 +186,14 @@ export function renderBoard(ctx, params) {
         ctx.notice(`Job ${job ? `“${job.type}” ` : ""}cancelled (${data.reasonCode || "Other"})`
           + `${data.reason ? `: ${data.reason}` : ""}`);
       }
-      if (jobId && rows.has(jobId)) refreshRow(jobId);
+      if (jobId && rows.has(jobId)) refreshSoon(jobId);
       else if (type === "JobCreated" && state.page === 1) reloadSoon();
     },
     onLiveState(liveState) { if (liveState === "live" && pagination) reloadSoon(); },
     dispose() {
       if (loading) loading.abort();
       clearTimeout(reloadTimer);
+      clearTimeout(staleTimer);
       clearTimeout(typing);
     },
   };

@@ -59,7 +59,6 @@ export class LiveStream {
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
-      this.failures = 0;
       this.setState("live");
       await this.read(response.body.getReader());
       throw new Error("stream ended");
@@ -84,6 +83,7 @@ export class LiveStream {
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const frame = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
+        this.failures = 0;  // the service is talking: the next drop starts the back-off over
         this.dispatch(frame);
       }
     }
