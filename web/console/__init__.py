@@ -65,10 +65,6 @@ def content_security_policy(settings: Settings) -> str:
     ])
 
 
-def _default_sub(role: str) -> str | None:
-    return next((sub for known, sub in DEFAULT_SUBS.items() if known == role), None)
-
-
 def _page() -> Response:
     settings = _settings()
     oidc = bool(settings.oidc_issuer and settings.oidc_client_id)
@@ -76,14 +72,14 @@ def _page() -> Response:
         "devSignIn": settings.development_sign_in,
         "oidc": {"issuer": settings.oidc_issuer, "clientId": settings.oidc_client_id}
         if oidc and not settings.development_sign_in else None,
+        "statuses": JOB_STATUSES, "priorities": PRIORITIES,
     }
     html = render_template(
         "console/index.html",
         config=json.dumps(config).replace("<", "\\u003c"),
-        statuses=JOB_STATUSES,
         priorities=PRIORITIES,
         reason_codes=[(code, REASON_LABELS.get(code, code)) for code in REASON_CODES],
-        contractor_hint=_default_sub(CONTRACTOR) if settings.development_sign_in else None,
+        contractor_hint=DEFAULT_SUBS[CONTRACTOR] if settings.development_sign_in else None,
         max_length=MAX_LENGTH, max_minutes=MAX_MINUTES, default_region=DEFAULT_REGION,
         default_priority=DEFAULT_PRIORITY, default_reason_code=DEFAULT_REASON_CODE,
     )

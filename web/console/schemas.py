@@ -12,12 +12,13 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from domain.values import Role
 from web.auth import DEFAULT_SUBS
 from web.problems import Problem
 from web.schemas import Strict, Trimmed
 
 ROLES = [str(role) for role in DEFAULT_SUBS]  # Admin, Dispatcher, Contractor
-CONTRACTOR = "Contractor"
+CONTRACTOR = Role.CONTRACTOR
 
 
 class SignInRequest(Strict):

@@ -8,8 +8,9 @@ import {
 } from "./ui.js";
 
 const PAGE_SIZE = 25;
-const STATUSES = ["Created", "Assigned", "InProgress", "Completed", "Cancelled"];
-const PRIORITIES = ["Normal", "High", "Rush"];
+// The contract's statuses and priorities, as the service names them.
+const { statuses: STATUSES, priorities: PRIORITIES } =
+  JSON.parse(document.getElementById("console-config").textContent);
 
 function jobRow(job) {
   return h("tr", { dataset: { jobId: job.id } },
