@@ -66,8 +66,7 @@ class Job(Aggregate):
                required_skills: Iterable[str] = (), location: dict[str, Any] | None = None,
                id: UUID | None = None) -> Job:
         require_period(window_start, window_end, ("serviceWindow.start", "serviceWindow.end"),
-                       errors.InvalidJob("The service window must end after it starts.",
-                                         field="serviceWindow"))
+                       ("The service window must end after it starts.", "serviceWindow"))
         if duration_minutes <= 0:
             raise errors.InvalidJob("durationMinutes must be positive.", field="durationMinutes")
         return cls._create(
@@ -96,7 +95,7 @@ class Job(Aggregate):
     def assign(self, *, request: Request, contractor_id: UUID, start_utc: datetime,
                end_utc: datetime, assignment_id: UUID | None = None) -> UUID:
         require_period(start_utc, end_utc, ("startUtc", "endUtc"),
-                       errors.InvalidJob("endUtc must be after startUtc.", field="endUtc"))
+                       ("endUtc must be after startUtc.", "endUtc"))
         if self.is_terminal:
             raise self._refusal(errors.JobNotAssignable, f"A {self.status} job cannot be assigned.")
         if any(a.contractor_id == contractor_id and a.is_live for a in self.assignments):

@@ -205,10 +205,12 @@ def require_instant(value: datetime, name: str) -> None:
 
 
 def require_period(start: datetime, end: datetime, names: tuple[str, str],
-                   reversed_period: InvalidJob) -> None:
-    """Refuse a period whose ends are not instants (see require_instant), or
-    `reversed_period` when it does not end after it starts."""
+                   reversed_period: tuple[str, str]) -> None:
+    """Refuse a period whose ends are not instants (see require_instant), or one
+    that does not end after it starts (InvalidJob with `reversed_period`'s message
+    and field)."""
     require_instant(start, names[0])
     require_instant(end, names[1])
     if end <= start:
-        raise reversed_period
+        message, field = reversed_period
+        raise InvalidJob(message, field=field)
